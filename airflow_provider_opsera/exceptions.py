@@ -1,0 +1,51 @@
+"""The provider's errors: a small hierarchy to catch at the level you care about."""
+
+from __future__ import annotations
+
+
+class OpseraError(Exception):
+    """Base class of every error raised by the Opsera provider."""
+
+
+class OpseraAuthError(OpseraError):
+    """The API refused the token (HTTP 401 or 403)."""
+
+    def __init__(self, message: str, status_code: int | None = None, url: str | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = url
+
+
+class OpseraAPIError(OpseraError):
+    """Any other failed call: an HTTP error status, or a body that is not the documented shape.
+
+    ``status_code`` is the HTTP status (``None`` when the failure was not an HTTP status, e.g. a malformed
+    body), ``url`` the request URL (never carries the token: it travels in a header), and ``body`` a short
+    excerpt of what the server sent.
+    """
+
+    def __init__(
+        self, message: str, status_code: int | None = None, url: str | None = None, body: str = ""
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.url = url
+        self.body = body
+
+    def __reduce__(self):  # keep pickling (e.g. across processes) lossless
+        return (type(self), (self.args[0], self.status_code, self.url, self.body))
+
+
+class OpseraIncompleteResultError(OpseraError):
+    """The API's caps make it impossible to prove that every record of the interval was fetched.
+
+    Raised instead of ever returning a silently short set. ``window`` names the piece that could not be
+    proven complete.
+    """
+
+    def __init__(self, message: str, window: str | None = None) -> None:
+        super().__init__(message)
+        self.window = window
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.window))
