@@ -1,5 +1,26 @@
-"""Apache Airflow provider for Opsera's audit and activity logs API."""
+"""Apache Airflow provider for Opsera's audit and activity logs API.
+
+The public surface: :class:`OpseraLogType` and the exceptions here; ``hooks.opsera.OpseraHook``;
+``operators.logs``; ``transfers.postgres``; ``sensors.pipeline``; ``triggers.pipeline``; ``testing``.
+"""
 
 from __future__ import annotations
 
 __version__ = "0.1.0"
+
+from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.exceptions import (
+    OpseraAPIError,
+    OpseraAuthError,
+    OpseraError,
+    OpseraIncompleteResultError,
+)
+
+__all__ = [
+    "OpseraAPIError",
+    "OpseraAuthError",
+    "OpseraError",
+    "OpseraIncompleteResultError",
+    "OpseraLogType",
+    "__version__",
+]

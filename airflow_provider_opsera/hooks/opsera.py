@@ -1,0 +1,282 @@
+"""The Opsera hook: connection, token, retries and paging, in one place."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from functools import cached_property
+from typing import Any
+from urllib.parse import urlencode
+
+import requests
+from requests.adapters import HTTPAdapter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt
+
+from airflow.sdk import BaseHook
+from airflow_provider_opsera.catalogue import Endpoint, OpseraLogType, endpoint_for, validate_filters, validate_params
+from airflow_provider_opsera.connection import OpseraConnectionSettings
+from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError, OpseraError
+from airflow_provider_opsera.extraction import Extraction, ExtractionStats
+from airflow_provider_opsera.planning import initial_pieces
+from airflow_provider_opsera.responses import Page, Record, decode_page
+from airflow_provider_opsera.retry import (
+    RetryableAPIError,
+    RetryWait,
+    describe_failure,
+    excerpt,
+    is_retryable,
+    is_retryable_status,
+    parse_retry_after,
+)
+from airflow_provider_opsera.timeutils import parse_interval
+
+_insecure_warned = False
+_insecure_lock = threading.Lock()
+
+
+def _warn_insecure_once(log: Any, conn_id: str) -> None:
+    global _insecure_warned
+    with _insecure_lock:
+        if _insecure_warned:
+            return
+        _insecure_warned = True
+    import urllib3
+
+    # One clear warning instead of urllib3's warning on every request.
+    urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
+    log.warning("TLS certificate verification is OFF for connection %r (extra verify=false).", conn_id)
+
+
+def http_error(endpoint: Endpoint, status: int, url: str, body: Any, conn_id: str, retry_after=None) -> OpseraError:
+    """The provider's exception for an HTTP error status (auth errors name the scopes and roles needed)."""
+    path = endpoint.path
+    if status == 401:
+        return OpseraAuthError(
+            f"Opsera rejected the API token (HTTP 401) for GET {path}: check that connection {conn_id!r} holds a "
+            "valid, unexpired personal access token.",
+            status_code=401,
+            url=url,
+        )
+    if status == 403:
+        return OpseraAuthError(
+            f"Opsera refused GET {path} (HTTP 403): the token has the wrong scope or its owner lacks the role. "
+            f"It needs a token with {endpoint.scopes} scope, owned by one of: {endpoint.roles}.",
+            status_code=403,
+            url=url,
+        )
+    text = excerpt(body)
+    message = f"Opsera answered HTTP {status} for GET {url}" + (f": {text}" if text else "")
+    if is_retryable_status(status):
+        return RetryableAPIError(message, status_code=status, url=url, body=text, retry_after=retry_after)
+    return OpseraAPIError(message, status_code=status, url=url, body=text)
+
+
+class OpseraHook(BaseHook):
+    """Talks to Opsera's audit and activity logs API.
+
+    :param opsera_conn_id: an ``opsera`` connection: host = API URL (empty: https://app.opsera.io), password =
+        API token; extras ``timeout``, ``verify``, ``max_retries``, ``page_size``, ``concurrency``.
+    """
+
+    conn_name_attr = "opsera_conn_id"
+    default_conn_name = "opsera_default"
+    conn_type = "opsera"
+    hook_name = "Opsera"
+
+    def __init__(self, opsera_conn_id: str = default_conn_name, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.opsera_conn_id = opsera_conn_id
+        #: What the last :meth:`iter_logs` / :meth:`iter_log_batches` did (requests, retries, splits, ...).
+        self.last_stats = ExtractionStats()
+
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        from airflow_provider_opsera.get_provider_info import get_provider_info
+
+        return get_provider_info()["connection-types"][0]["ui-field-behaviour"]
+
+    @cached_property
+    def settings(self) -> OpseraConnectionSettings:
+        settings = OpseraConnectionSettings.from_connection(self.get_connection(self.opsera_conn_id))
+        if settings.verify is False:
+            _warn_insecure_once(self.log, self.opsera_conn_id)
+        return settings
+
+    @cached_property
+    def session(self) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(4, self.settings.concurrency), max_retries=0)
+        session.mount("https://", adapter)
+        session.mount("http://", adapter)
+        session.headers.update(self.settings.headers)
+        session.verify = self.settings.verify
+        return session
+
+    def close(self) -> None:
+        if "session" in self.__dict__:
+            self.session.close()
+            del self.__dict__["session"]
+
+    # -- one call -------------------------------------------------------------------------------------------
+    def _url(self, endpoint: Endpoint, params: Mapping[str, str]) -> str:
+        query = urlencode(params)
+        return f"{self.settings.base_url}{endpoint.path}" + (f"?{query}" if query else "")
+
+    def _request(self, endpoint: Endpoint, params: Mapping[str, str], stats: ExtractionStats | None) -> bytes:
+        """One GET, once. Raises the provider's errors; retryable ones as :class:`RetryableAPIError`."""
+        url = self._url(endpoint, params)
+        if stats is not None:
+            stats.requests += 1
+        response = self.session.get(
+            f"{self.settings.base_url}{endpoint.path}", params=params, timeout=self.settings.timeout
+        )
+        body = response.content
+        if response.status_code != 200:
+            raise http_error(
+                endpoint,
+                response.status_code,
+                url,
+                self._redact(body),
+                self.opsera_conn_id,
+                parse_retry_after(response.headers.get("Retry-After")),
+            )
+        return body
+
+    def _redact(self, body: bytes) -> str:
+        text = body[:4096].decode("utf-8", "replace")
+        return text.replace(self.settings.token, "***") if self.settings.token else text
+
+    def _call(
+        self, endpoint: Endpoint, params: Mapping[str, str], *, raw: bool, stats: ExtractionStats | None = None
+    ) -> Page:
+        """One GET with the retry rule, decoded and checked."""
+        settings = self.settings
+        retrying = Retrying(
+            retry=retry_if_exception(is_retryable),
+            stop=stop_after_attempt(settings.max_retries + 1),
+            wait=RetryWait(settings.retry_min_wait, settings.retry_max_wait),
+            before_sleep=lambda state: self._before_retry(state, endpoint, stats),
+            reraise=True,
+        )
+        try:
+            for attempt in retrying:
+                with attempt:
+                    body = self._request(endpoint, params, stats)
+                    return decode_page(body, endpoint, self._url(endpoint, params), raw=raw)
+        except OpseraError as err:
+            if isinstance(err, RetryableAPIError) and settings.max_retries:
+                raise OpseraAPIError(
+                    f"{err} (gave up after {settings.max_retries + 1} attempts)",
+                    status_code=err.status_code,
+                    url=err.url,
+                    body=err.body,
+                ) from None
+            raise
+        except (requests.RequestException, OSError) as err:
+            url = self._url(endpoint, params)
+            raise OpseraAPIError(
+                f"Could not reach Opsera at GET {url} after {settings.max_retries + 1} attempts: "
+                f"{describe_failure(err)}",
+                url=url,
+            ) from None
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _before_retry(self, state: Any, endpoint: Endpoint, stats: ExtractionStats | None) -> None:
+        if stats is not None:
+            stats.retries += 1
+        exc = state.outcome.exception() if state.outcome else None
+        wait = state.next_action.sleep if state.next_action else 0
+        self.log.warning(
+            "Opsera %s call failed (%s); retry %d in %.1fs.",
+            endpoint.log_type.value,
+            describe_failure(exc) if exc else "?",
+            state.attempt_number,
+            wait,
+        )
+
+    def get_logs(self, log_type: OpseraLogType | str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """One raw call with the given query parameters (validated first), returning ``{"count", "data"}``."""
+        endpoint = endpoint_for(log_type)
+        query = validate_params(endpoint.log_type, params)
+        page = self._call(endpoint, query, raw=False)
+        return {"count": page.count, "data": [r.payload for r in page.records]}
+
+    # -- a whole interval ---------------------------------------------------------------------------------
+    def iter_log_batches(
+        self,
+        log_type: OpseraLogType | str,
+        start: Any,
+        end: Any,
+        filters: Mapping[str, Any] | None = None,
+        *,
+        raw: bool = False,
+    ) -> Iterator[list[Record]]:
+        """Every record with ``createdAt`` in ``[start, end)``, exactly once, one response's worth at a time.
+
+        Each :class:`~airflow_provider_opsera.responses.Record` carries ``id``, ``key`` (comparable
+        createdAt) and ``payload``: the record as a dict, or with ``raw=True`` its JSON bytes exactly as the
+        API sent them (what the landing operators write).
+        """
+        endpoint = endpoint_for(log_type)
+        lo, hi = parse_interval(start, end)
+        fixed = validate_filters(endpoint.log_type, filters)
+        settings = self.settings  # fail on a bad connection before anything starts
+        stats = self.last_stats = ExtractionStats()
+        extraction = Extraction(
+            endpoint,
+            initial_pieces(endpoint, lo, hi, fixed),
+            lambda params: self._call(endpoint, params, raw=raw, stats=stats),
+            concurrency=settings.concurrency,
+            page_size=settings.page_size,
+            stats=stats,
+        )
+        yield from extraction.batches()
+        self.log.info(
+            "Opsera %s [%s, %s): %d records in %d requests (%d retries, %d splits) in %.1fs.",
+            endpoint.log_type.value,
+            lo.isoformat(),
+            hi.isoformat(),
+            stats.records,
+            stats.requests,
+            stats.retries,
+            stats.splits,
+            stats.seconds,
+        )
+
+    def iter_logs(
+        self, log_type: OpseraLogType | str, start: Any, end: Any, filters: Mapping[str, Any] | None = None
+    ) -> Iterator[dict[str, Any]]:
+        """Every record whose ``createdAt`` lies in ``[start, end)``, each exactly once, streamed page by page.
+
+        ``start``/``end`` are datetimes or ISO strings (naive means UTC). Raises
+        :class:`~airflow_provider_opsera.exceptions.OpseraIncompleteResultError` rather than ever returning a
+        set it cannot prove complete.
+        """
+        for batch in self.iter_log_batches(log_type, start, end, filters):
+            for record in batch:
+                yield record.payload
+
+    # -- connection test ----------------------------------------------------------------------------------
+    def test_connection(self) -> tuple[bool, str]:
+        """Try one tiny call on each route family; report what the token can read."""
+        try:
+            settings = self.settings
+        except OpseraError as err:
+            return False, str(err)
+        started = time.monotonic()
+        today = time.strftime("%Y-%m-%d", time.gmtime())
+        readable, errors = [], []
+        for log_type, params in (
+            (OpseraLogType.AUDIT, {"start_date": today, "page": 1, "page_size": 1}),
+            (OpseraLogType.USER_ACTIVITY, {"date": today, "count": 1}),
+        ):
+            try:
+                self.get_logs(log_type, params)
+                readable.append(log_type.value)
+            except OpseraError as err:
+                errors.append(str(err))
+        if readable:
+            took = time.monotonic() - started
+            return True, f"Connected to {settings.base_url} in {took:.1f}s; the token can read: {', '.join(readable)}."
+        return False, " ".join(errors)

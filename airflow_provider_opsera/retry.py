@@ -1,0 +1,100 @@
+"""The one retry rule, shared by the sync hook and the async trigger.
+
+Worth retrying: 429, any 5xx, dropped connections, timeouts, and 200 bodies that are not the documented
+shape (a truncated body through a gateway looks like that). Never: 400, 401, 403, 404, 422.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import time
+from typing import Any
+
+import requests
+from tenacity import RetryCallState, wait_exponential_jitter
+
+from airflow_provider_opsera.exceptions import OpseraAPIError
+
+#: Longest wait honoured from a ``Retry-After`` header; a longer one is capped, so a task cannot hang.
+MAX_RETRY_AFTER = 300.0
+
+
+class RetryableAPIError(OpseraAPIError):
+    """A failed call worth trying again (429, 5xx, malformed body); ``retry_after`` from the server, if any."""
+
+    def __init__(self, message: str, status_code: int | None = None, url: str | None = None, body: str = "",
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, status_code=status_code, url=url, body=body)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.status_code, self.url, self.body, self.retry_after))
+
+
+def is_retryable_status(status: int) -> bool:
+    return status == 429 or 500 <= status <= 599
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """The retry predicate handed to tenacity."""
+    if isinstance(exc, RetryableAPIError):
+        return True
+    if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
+        return True
+    if isinstance(exc, requests.exceptions.ChunkedEncodingError):
+        return True
+    if isinstance(exc, asyncio.TimeoutError | TimeoutError):
+        return True
+    try:
+        import aiohttp
+    except ImportError:  # pragma: no cover - aiohttp comes with Airflow
+        return False
+    return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP-date; ``None`` if absent/bad."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class RetryWait:
+    """Tenacity wait: the server's ``Retry-After`` when given (capped), else exponential backoff with jitter."""
+
+    def __init__(self, min_wait: float, max_wait: float) -> None:
+        self._backoff = wait_exponential_jitter(initial=min_wait, max=max_wait, jitter=min_wait)
+
+    def __call__(self, retry_state: RetryCallState) -> float:
+        exc = retry_state.outcome.exception() if retry_state.outcome else None
+        retry_after = getattr(exc, "retry_after", None)
+        if retry_after is not None:
+            return min(float(retry_after), MAX_RETRY_AFTER)
+        return float(self._backoff(retry_state))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A short, token-free description of a transport failure."""
+    if isinstance(exc, OpseraAPIError):
+        return str(exc)
+    return f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+
+
+def excerpt(body: Any, limit: int = 300) -> str:
+    """The first ``limit`` characters of a body, whitespace folded, for error messages."""
+    if isinstance(body, bytes):
+        body = body[: limit * 4].decode("utf-8", "replace")
+    text = " ".join(str(body).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
