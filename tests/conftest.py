@@ -20,3 +20,35 @@ def require_service(available: bool, reason: str) -> None:
     if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
         pytest.fail(f"{reason} (CI=true: a missing service fails the run)")
     pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def airflow_db():
+    """Airflow's metadata database (SQLite under AIRFLOW_HOME), migrated once per test session.
+
+    Needed by ``dag.test()``. Migration is idempotent, so a kept AIRFLOW_HOME makes later runs quick.
+    """
+    import subprocess
+    import sys
+
+    airflow = pathlib.Path(sys.executable).with_name("airflow")
+    subprocess.run([str(airflow), "db", "migrate"], check=True, capture_output=True, env=os.environ.copy())
+    return os.environ["AIRFLOW_HOME"]
+
+
+def postgres_available(dsn: str = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3") -> bool:
+    try:
+        import psycopg
+
+        with psycopg.connect(dsn):
+            return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(scope="session")
+def postgres_dsn():
+    """The machine's PostgreSQL (127.0.0.1:5432, trust auth, database ``test``); fails in CI when down."""
+    dsn = os.environ.get("OPSERA_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
+    require_service(postgres_available(dsn + " connect_timeout=3"), f"PostgreSQL not reachable at {dsn}")
+    return dsn
