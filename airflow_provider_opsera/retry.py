@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import random
 import time
 from typing import Any
 
 import requests
-from tenacity import RetryCallState, wait_exponential_jitter
+from tenacity import RetryCallState
 
 from airflow_provider_opsera.exceptions import OpseraAPIError
 
@@ -75,14 +76,15 @@ class RetryWait:
     """Tenacity wait: the server's ``Retry-After`` when given (capped), else exponential backoff with jitter."""
 
     def __init__(self, min_wait: float, max_wait: float) -> None:
-        self._backoff = wait_exponential_jitter(initial=min_wait, max=max_wait, jitter=min_wait)
+        self.min_wait, self.max_wait = min_wait, max(min_wait, max_wait)
 
     def __call__(self, retry_state: RetryCallState) -> float:
         exc = retry_state.outcome.exception() if retry_state.outcome else None
         retry_after = getattr(exc, "retry_after", None)
         if retry_after is not None:
             return min(float(retry_after), MAX_RETRY_AFTER)
-        return float(self._backoff(retry_state))
+        backoff = self.min_wait * 2 ** max(0, retry_state.attempt_number - 1)
+        return min(self.max_wait, backoff + random.uniform(0, self.min_wait))
 
 
 def describe_failure(exc: BaseException) -> str:
