@@ -40,7 +40,19 @@ class TimeStyle(enum.Enum):
 
 #: Query parameters that select time or pages. They are the hook's to set, never a filter's.
 TIME_AND_PAGING_KEYS: frozenset[str] = frozenset(
-    {"date", "start", "end", "range", "count", "start_date", "start_time", "end_date", "end_time", "page", "page_size"}
+    {
+        "date",
+        "start",
+        "end",
+        "range",
+        "count",
+        "start_date",
+        "start_time",
+        "end_date",
+        "end_time",
+        "page",
+        "page_size",
+    }
 )
 
 # Field kinds, used for the Postgres columns and for checking a record's known fields.
@@ -198,7 +210,9 @@ ENDPOINTS: dict[OpseraLogType, Endpoint] = {
 def endpoint_for(log_type: OpseraLogType | str) -> Endpoint:
     """The catalogue entry of a log type, given as the enum or its plain string value."""
     try:
-        return ENDPOINTS[OpseraLogType(str(log_type.value if isinstance(log_type, OpseraLogType) else log_type))]
+        return ENDPOINTS[
+            OpseraLogType(str(log_type.value if isinstance(log_type, OpseraLogType) else log_type))
+        ]
     except ValueError:
         allowed = ", ".join(t.value for t in OpseraLogType)
         raise ValueError(f"Unknown Opsera log type {log_type!r}; use one of: {allowed}.") from None
@@ -252,7 +266,9 @@ def validate_params(log_type: OpseraLogType | str, params: Mapping[str, Any] | N
     endpoint = endpoint_for(log_type)
     params = dict(params or {})
     time_keys = {k: params.pop(k) for k in list(params) if k in endpoint.time_params | endpoint.paging_params}
-    out = validate_filters(endpoint.log_type, {k: v for k, v in params.items() if k not in TIME_AND_PAGING_KEYS})
+    out = validate_filters(
+        endpoint.log_type, {k: v for k, v in params.items() if k not in TIME_AND_PAGING_KEYS}
+    )
     stray = sorted(k for k in params if k in TIME_AND_PAGING_KEYS)
     if stray:
         allowed = ", ".join(sorted(endpoint.all_params))
@@ -267,7 +283,9 @@ def validate_params(log_type: OpseraLogType | str, params: Mapping[str, Any] | N
         if key in {"start_time", "end_time"} and not _TIME.match(text):
             raise ValueError(f"{name}: {key}={text!r} is not a time of day; use HH:MM (UTC).")
         if key == "range" and not _RANGE.match(text):
-            raise ValueError(f"{name}: range={text!r} must be a positive integer and one of s, m, h, d, w (e.g. 30m).")
+            raise ValueError(
+                f"{name}: range={text!r} must be a positive integer and one of s, m, h, d, w (e.g. 30m)."
+            )
         if key in {"count", "page", "page_size"}:
             if not text.isdigit() or int(text) < 1:
                 raise ValueError(f"{name}: {key}={text!r} must be a positive integer.")

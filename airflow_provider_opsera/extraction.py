@@ -307,7 +307,9 @@ class Extraction:
             if page.count > WINDOW_PAGES * size and window.piece.minutes > 1 and not window.prior:
                 # Too large to page with bounded memory: page it as smaller windows instead.
                 self.stats.splits += 1
-                for sub in split_minutes(window.piece, windows_for_total(page.count, WINDOW_PAGES * size // 2)):
+                for sub in split_minutes(
+                    window.piece, windows_for_total(page.count, WINDOW_PAGES * size // 2)
+                ):
                     self._start_window(_Window(sub, attempt=window.attempt))
                 return []
         if page.count > window.total:
@@ -315,7 +317,9 @@ class Extraction:
             first_new = max(window.pages, 1) + 1
             window.total, window.pages = page.count, max(window.pages, pages, 1)
             for n in range(first_new, pages + 1):
-                self._push(_Task(window.piece, self._page_params(window.piece, n), "page", window=window, page=n))
+                self._push(
+                    _Task(window.piece, self._page_params(window.piece, n), "page", window=window, page=n)
+                )
         out = []
         received, prior = window.received, window.prior
         lo, hi = window.piece.lo_key, window.piece.hi_key
@@ -346,7 +350,10 @@ class Extraction:
             )
         log.info(
             "Records moved between pages of %s %s (%d distinct of %d); fetching it again in smaller windows.",
-            self.endpoint.log_type.value, piece.describe(), len(window.received), window.total,
+            self.endpoint.log_type.value,
+            piece.describe(),
+            len(window.received),
+            window.total,
         )
         prior = (*window.prior, window.received)
         parts = windows_for_total(window.total, max(1, self.page_size // 2))

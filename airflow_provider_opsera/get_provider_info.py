@@ -21,9 +21,7 @@ def get_provider_info() -> dict[str, Any]:
                 "tags": ["service"],
             }
         ],
-        "hooks": [
-            {"integration-name": "Opsera", "python-modules": ["airflow_provider_opsera.hooks.opsera"]}
-        ],
+        "hooks": [{"integration-name": "Opsera", "python-modules": ["airflow_provider_opsera.hooks.opsera"]}],
         "operators": [
             {"integration-name": "Opsera", "python-modules": ["airflow_provider_opsera.operators.logs"]}
         ],

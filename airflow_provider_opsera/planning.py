@@ -8,6 +8,7 @@ piece, so exactly-once needs no interval-wide memory of ids.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, replace
@@ -80,10 +81,18 @@ class Piece:
 
 
 def _piece(lo: DateTime, hi: DateTime, span_start: DateTime, span_end: DateTime, filters) -> Piece:
-    return Piece(lo=max(lo, span_start), hi=min(hi, span_end), span_start=span_start, span_end=span_end, filters=filters)
+    return Piece(
+        lo=max(lo, span_start),
+        hi=min(hi, span_end),
+        span_start=span_start,
+        span_end=span_end,
+        filters=filters,
+    )
 
 
-def initial_pieces(endpoint: Endpoint, start: DateTime, end: DateTime, filters: Mapping[str, str]) -> list[Piece]:
+def initial_pieces(
+    endpoint: Endpoint, start: DateTime, end: DateTime, filters: Mapping[str, str]
+) -> list[Piece]:
     """The first queries for ``[start, end)``: one covering span, or one per day where only ``date`` exists."""
     fixed = tuple(sorted(filters.items()))
     if endpoint.time_style is TimeStyle.MINUTES:
@@ -98,7 +107,9 @@ def initial_pieces(endpoint: Endpoint, start: DateTime, end: DateTime, filters: 
 def split_days(piece: Piece) -> list[Piece]:
     """A capped multi-day query as one query per day."""
     return [
-        _piece(piece.lo, piece.hi, piece.span_start.add(days=i), piece.span_start.add(days=i + 1), piece.filters)
+        _piece(
+            piece.lo, piece.hi, piece.span_start.add(days=i), piece.span_start.add(days=i + 1), piece.filters
+        )
         for i in range(piece.days)
         if piece.span_start.add(days=i + 1) > piece.lo and piece.span_start.add(days=i) < piece.hi
     ]
@@ -110,7 +121,7 @@ def split_minutes(piece: Piece, parts: int) -> list[Piece]:
     parts = max(1, min(parts, minutes))
     bounds = [piece.span_start.add(minutes=(minutes * i) // parts) for i in range(parts + 1)]
     out = []
-    for a, b in zip(bounds, bounds[1:]):
+    for a, b in itertools.pairwise(bounds):
         if b > piece.lo and a < piece.hi and a < b:
             out.append(_piece(piece.lo, piece.hi, a, b, piece.filters))
     return out
@@ -131,4 +142,8 @@ def split_by_values(piece: Piece, field: str, values: Iterable[str]) -> list[Pie
 
 def can_split_by_value(endpoint: Endpoint, piece: Piece) -> bool:
     """True if the piece's records can still be partitioned by the endpoint's split field."""
-    return endpoint.split_field is not None and piece.split is None and endpoint.split_field not in dict(piece.filters)
+    return (
+        endpoint.split_field is not None
+        and piece.split is None
+        and endpoint.split_field not in dict(piece.filters)
+    )

@@ -64,7 +64,8 @@ def _check(endpoint: Endpoint, url: str, index: int, rid: Any, created: Any) -> 
     if not isinstance(rid, (str, int)) or isinstance(rid, bool) or rid == "":
         raise MalformedResponseError(
             f"{endpoint.log_type.value}: record #{index} of the response has no _id; every Opsera log record "
-            "must carry one.", url=url
+            "must carry one.",
+            url=url,
         )
     key = created_key(created)
     if key is None:
@@ -76,7 +77,11 @@ def _check(endpoint: Endpoint, url: str, index: int, rid: Any, created: Any) -> 
 
 
 def _split(endpoint: Endpoint, value: Any) -> str | None:
-    return str(value) if endpoint.split_field and isinstance(value, (str, int)) and not isinstance(value, bool) else None
+    return (
+        str(value)
+        if endpoint.split_field and isinstance(value, (str, int)) and not isinstance(value, bool)
+        else None
+    )
 
 
 def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False) -> Page:
@@ -85,8 +90,9 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
         envelope = (_raw_decoder if raw else _dict_decoder).decode(body)
     except msgspec.ValidationError as err:
         raise MalformedResponseError(
-            f"{endpoint.log_type.value}: the response is JSON but not {{\"count\": n, \"data\": [...]}} ({err}).",
-            url=url, body=excerpt(body),
+            f'{endpoint.log_type.value}: the response is JSON but not {{"count": n, "data": [...]}} ({err}).',
+            url=url,
+            body=excerpt(body),
         ) from None
     except msgspec.DecodeError as err:
         raise MalformedResponseError(
@@ -100,7 +106,8 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
                 meta = _meta_decoder.decode(item)
             except msgspec.ValidationError:
                 raise MalformedResponseError(
-                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.", url=url,
+                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
+                    url=url,
                     body=excerpt(bytes(item)),
                 ) from None
             rid, key = _check(endpoint, url, i, meta.id, meta.createdAt)
@@ -113,7 +120,8 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
         for i, item in enumerate(envelope.data):
             if not isinstance(item, dict):
                 raise MalformedResponseError(
-                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.", url=url,
+                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
+                    url=url,
                     body=excerpt(repr(item)),
                 )
             rid, key = _check(endpoint, url, i, item.get("_id"), item.get("createdAt"))

@@ -24,8 +24,14 @@ MAX_RETRY_AFTER = 300.0
 class RetryableAPIError(OpseraAPIError):
     """A failed call worth trying again (429, 5xx, malformed body); ``retry_after`` from the server, if any."""
 
-    def __init__(self, message: str, status_code: int | None = None, url: str | None = None, body: str = "",
-                 retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        url: str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
         super().__init__(message, status_code=status_code, url=url, body=body)
         self.retry_after = retry_after
 

@@ -25,7 +25,9 @@ def to_utc(value: Any, name: str = "time") -> DateTime:
         try:
             parsed = pendulum.parse(value.strip(), tz=UTC)
         except Exception as err:
-            raise ValueError(f"{name}={value!r} is not an ISO 8601 date or time (e.g. 2024-05-10T00:00:00Z).") from err
+            raise ValueError(
+                f"{name}={value!r} is not an ISO 8601 date or time (e.g. 2024-05-10T00:00:00Z)."
+            ) from err
         if isinstance(parsed, DateTime):
             return parsed.in_timezone(UTC)
         if isinstance(parsed, pendulum.Date):

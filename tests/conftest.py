@@ -36,7 +36,9 @@ def airflow_db():
     return os.environ["AIRFLOW_HOME"]
 
 
-def postgres_available(dsn: str = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3") -> bool:
+def postgres_available(
+    dsn: str = "host=127.0.0.1 port=5432 dbname=test user=postgres connect_timeout=3",
+) -> bool:
     try:
         import psycopg
 

@@ -89,7 +89,11 @@ def run(log_type, api, start, end, *, page_size=50, concurrency=3):
     endpoint = ENDPOINTS[log_type]
     endpoint = type(endpoint)(**{**endpoint.__dict__, "cap": api.cap})
     ex = Extraction(
-        endpoint, initial_pieces(endpoint, start, end, {}), api.fetch, concurrency=concurrency, page_size=page_size
+        endpoint,
+        initial_pieces(endpoint, start, end, {}),
+        api.fetch,
+        concurrency=concurrency,
+        page_size=page_size,
     )
     return [r.id for batch in ex.batches() for r in batch], ex.stats
 
@@ -179,7 +183,9 @@ def test_v1_unknown_type_values_are_detected():
         if "type" not in params:  # the capped sample happens to hold no brand_new record
             original(params)
             shown = [r for r in records if r["type"] != "brand_new"][:150]
-            return Page(len(records), [Record(r["_id"], created_key(r["createdAt"]), r["type"], r) for r in shown])
+            return Page(
+                len(records), [Record(r["_id"], created_key(r["createdAt"]), r["type"], r) for r in shown]
+            )
         return original(params)
 
     endpoint = ENDPOINTS[OpseraLogType.USER_ACTIVITY]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pendulum
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -16,7 +18,9 @@ from airflow_provider_opsera.planning import (
 )
 
 BASE = pendulum.datetime(2024, 1, 1)
-moments = st.integers(min_value=0, max_value=40 * 86400 * 1000).map(lambda ms: BASE.add(microseconds=ms * 1000))
+moments = st.integers(min_value=0, max_value=40 * 86400 * 1000).map(
+    lambda ms: BASE.add(microseconds=ms * 1000)
+)
 intervals = st.tuples(moments, moments).filter(lambda t: t[0] != t[1]).map(sorted)
 
 
@@ -24,7 +28,7 @@ def assert_partition(pieces: list[Piece], start, end) -> None:
     ordered = sorted(pieces, key=lambda p: p.lo)
     assert ordered[0].lo == start
     assert ordered[-1].hi == end
-    for a, b in zip(ordered, ordered[1:]):
+    for a, b in itertools.pairwise(ordered):
         assert a.hi == b.lo, f"gap or overlap between {a.describe()} and {b.describe()}"
     for p in ordered:
         assert p.lo < p.hi

@@ -26,7 +26,9 @@ def test_provider_info_shape():
 
 def test_airflow_knows_the_provider_and_connection_type(airflow_db):
     airflow = str(Path(sys.executable).with_name("airflow"))
-    providers = subprocess.run([airflow, "providers", "list"], capture_output=True, text=True, check=True).stdout
+    providers = subprocess.run(
+        [airflow, "providers", "list"], capture_output=True, text=True, check=True
+    ).stdout
     assert "airflow-provider-opsera" in providers
     hooks = subprocess.run([airflow, "providers", "hooks"], capture_output=True, text=True, check=True).stdout
     assert "opsera" in hooks and "airflow_provider_opsera.hooks.opsera.OpseraHook" in hooks

@@ -10,11 +10,17 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
 
-from airflow.sdk import BaseHook
-from airflow_provider_opsera.catalogue import Endpoint, OpseraLogType, endpoint_for, validate_filters, validate_params
+from airflow_provider_opsera.catalogue import (
+    Endpoint,
+    OpseraLogType,
+    endpoint_for,
+    validate_filters,
+    validate_params,
+)
 from airflow_provider_opsera.connection import OpseraConnectionSettings
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError, OpseraError
 from airflow_provider_opsera.extraction import Extraction, ExtractionStats
@@ -48,7 +54,9 @@ def _warn_insecure_once(log: Any, conn_id: str) -> None:
     log.warning("TLS certificate verification is OFF for connection %r (extra verify=false).", conn_id)
 
 
-def http_error(endpoint: Endpoint, status: int, url: str, body: Any, conn_id: str, retry_after=None) -> OpseraError:
+def http_error(
+    endpoint: Endpoint, status: int, url: str, body: Any, conn_id: str, retry_after=None
+) -> OpseraError:
     """The provider's exception for an HTTP error status (auth errors name the scopes and roles needed)."""
     path = endpoint.path
     if status == 401:
@@ -106,7 +114,9 @@ class OpseraHook(BaseHook):
     @cached_property
     def session(self) -> requests.Session:
         session = requests.Session()
-        adapter = HTTPAdapter(pool_connections=1, pool_maxsize=max(4, self.settings.concurrency), max_retries=0)
+        adapter = HTTPAdapter(
+            pool_connections=1, pool_maxsize=max(4, self.settings.concurrency), max_retries=0
+        )
         session.mount("https://", adapter)
         session.mount("http://", adapter)
         session.headers.update(self.settings.headers)
@@ -148,7 +158,12 @@ class OpseraHook(BaseHook):
         return text.replace(self.settings.token, "***") if self.settings.token else text
 
     def _call(
-        self, endpoint: Endpoint, params: Mapping[str, str], *, raw: bool, stats: ExtractionStats | None = None
+        self,
+        endpoint: Endpoint,
+        params: Mapping[str, str],
+        *,
+        raw: bool,
+        stats: ExtractionStats | None = None,
     ) -> Page:
         """One GET with the retry rule, decoded and checked."""
         settings = self.settings
@@ -195,7 +210,9 @@ class OpseraHook(BaseHook):
             wait,
         )
 
-    def get_logs(self, log_type: OpseraLogType | str, params: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    def get_logs(
+        self, log_type: OpseraLogType | str, params: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
         """One raw call with the given query parameters (validated first), returning ``{"count", "data"}``."""
         endpoint = endpoint_for(log_type)
         query = validate_params(endpoint.log_type, params)
@@ -278,5 +295,8 @@ class OpseraHook(BaseHook):
                 errors.append(str(err))
         if readable:
             took = time.monotonic() - started
-            return True, f"Connected to {settings.base_url} in {took:.1f}s; the token can read: {', '.join(readable)}."
+            return (
+                True,
+                f"Connected to {settings.base_url} in {took:.1f}s; the token can read: {', '.join(readable)}.",
+            )
         return False, " ".join(errors)

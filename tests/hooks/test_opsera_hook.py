@@ -84,7 +84,9 @@ def test_pipeline_records_without_a_type_cannot_be_split(sim):
 
 
 def test_token_activity_over_several_days_with_scope_filter(sim):
-    sim.generate(OpseraLogType.TOKEN_ACTIVITY, DAY, DAY.add(days=3), 900, split_values=["api", "security-logs"])
+    sim.generate(
+        OpseraLogType.TOKEN_ACTIVITY, DAY, DAY.add(days=3), 900, split_values=["api", "security-logs"]
+    )
     start, end = DAY.add(hours=6), DAY.add(days=2, hours=12)
     records, stats = fetch(OpseraLogType.TOKEN_ACTIVITY, start, end, {"scope": "api"})
     assert ids(records) == ids(sim.ground_truth(OpseraLogType.TOKEN_ACTIVITY, start, end, {"scope": "api"}))
@@ -146,7 +148,9 @@ def test_retry_after_is_honoured(sim):
     records = list(hook.iter_logs(OpseraLogType.AUDIT, DAY, NEXT))
     assert len(records) == 10
     served = [r for r in sim.requests if r.path.endswith("/audit/user")]
-    assert (served[1].time - served[0].time).total_seconds() >= 0.9  # waited what the server asked, not the 0.01 s backoff
+    assert (
+        served[1].time - served[0].time
+    ).total_seconds() >= 0.9  # waited what the server asked, not the 0.01 s backoff
 
 
 def test_bad_token_is_not_retried(sim, monkeypatch):
@@ -247,7 +251,13 @@ def test_connection_defaults(monkeypatch):
     monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", json.dumps({"conn_type": "opsera", "password": "t"}))
     settings = OpseraHook().settings
     assert settings.base_url == "https://app.opsera.io"
-    assert (settings.timeout, settings.verify, settings.max_retries, settings.page_size, settings.concurrency) == (
+    assert (
+        settings.timeout,
+        settings.verify,
+        settings.max_retries,
+        settings.page_size,
+        settings.concurrency,
+    ) == (
         60.0,
         True,
         5,
@@ -255,7 +265,8 @@ def test_connection_defaults(monkeypatch):
         4,
     )
     monkeypatch.setenv(
-        "AIRFLOW_CONN_OPSERA_DEFAULT", json.dumps({"conn_type": "opsera", "host": "tenant.example.com", "password": "t"})
+        "AIRFLOW_CONN_OPSERA_DEFAULT",
+        json.dumps({"conn_type": "opsera", "host": "tenant.example.com", "password": "t"}),
     )
     assert OpseraHook().settings.base_url == "https://tenant.example.com"
 

@@ -1,0 +1,306 @@
+"""Landing records in object storage: gzipped NDJSON parts, then ``manifest.json``, atomic by manifest.
+
+A folder is complete when it holds a manifest; every part the manifest lists is then complete and matches
+its record count and sha256. A rerun of the same folder keeps that promise throughout:
+
+1. the old manifest is removed first, so nobody trusts the folder while its parts change;
+2. parts are written one by one (``part-00000.ndjson.gz``, ...), each published whole: object stores only
+   show an object once its upload completes, and a local file is written under a hidden name and renamed;
+3. ``manifest.json`` is written last, the same way;
+4. only then are parts the new manifest does not list (left by an earlier, larger run) removed.
+
+Records are written byte for byte as given (the API's own JSON), one per line, and streamed: memory holds
+one batch and the compressor's buffers, never a part or the interval.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import json
+import re
+import uuid
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, BinaryIO
+
+import msgspec
+import pendulum
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_opsera import __version__
+
+MANIFEST = "manifest.json"
+#: Records per part unless the caller says otherwise: a few MB to a few tens of MB compressed.
+DEFAULT_RECORDS_PER_PART = 100_000
+#: Bumped when the manifest's shape changes in a way a reader must know about.
+MANIFEST_FORMAT = 1
+_PART = re.compile(r"^part-(\d{5,})\.ndjson\.gz$")
+_TEMP = re.compile(r"^\.(part-\d{5,}\.ndjson\.gz|manifest\.json)\.[0-9a-f]{32}\.tmp$")
+_LOCAL_PROTOCOLS = frozenset({"file", "local"})
+
+
+class LandingIntegrityError(ValueError):
+    """A landed folder does not match its manifest (missing part, wrong count or sha256)."""
+
+
+def part_name(index: int) -> str:
+    return f"part-{index:05d}.ndjson.gz"
+
+
+def storage_uri(path: ObjectStoragePath) -> str:
+    """The path's URI without the connection id Airflow shows in ``str()`` (``s3://conn@bucket/...``)."""
+    return f"{path.protocol}://{path.path}" if path.protocol else str(path)
+
+
+class _HashingWriter:
+    """A write-only file object that hashes and counts the (compressed) bytes passing through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data: bytes) -> int:
+        self.sha256.update(data)
+        self.size += len(data)
+        self.raw.write(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self.raw.flush()
+
+
+class _Publisher:
+    """Writes files into one folder so that each appears whole or not at all."""
+
+    def __init__(self, folder: ObjectStoragePath) -> None:
+        self.folder = folder
+        self.fs = folder.fs
+        self.base = folder.path.rstrip("/")
+        # Object stores publish an object when its upload completes; a local file needs a rename for that.
+        self.local = folder.protocol in _LOCAL_PROTOCOLS or not folder.protocol
+        if self.local:
+            self.fs.makedirs(self.base, exist_ok=True)
+
+    def full(self, name: str) -> str:
+        return f"{self.base}/{name}"
+
+    def open(self, name: str) -> tuple[BinaryIO, Callable[[bool], None]]:
+        """A binary file to write ``name`` through, and ``done(ok)`` to publish it (or drop it)."""
+        target = self.full(name)
+        temp = self.full(f".{name}.{uuid.uuid4().hex}.tmp") if self.local else target
+        # The filesystem itself, not ObjectStoragePath.open: that wrapper reports lineage on every write().
+        handle: BinaryIO = self.fs.open(temp, "wb")
+
+        def done(ok: bool) -> None:
+            handle.close()
+            if not self.local:
+                return
+            if ok:
+                self.fs.mv(temp, target)
+            else:
+                self.remove(temp)
+
+        return handle, done
+
+    def write_bytes(self, name: str, data: bytes) -> None:
+        handle, done = self.open(name)
+        try:
+            handle.write(data)
+        except BaseException:
+            done(False)
+            raise
+        done(True)
+
+    def exists(self, name: str) -> bool:
+        return bool(self.fs.exists(self.full(name)))
+
+    def remove(self, full_path: str) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.fs.rm(full_path)
+
+    def names(self) -> list[str]:
+        self.fs.invalidate_cache(self.base)
+        try:
+            entries = self.fs.ls(self.base, detail=False)
+        except FileNotFoundError:
+            return []
+        return [str(entry).rstrip("/").rsplit("/", 1)[-1] for entry in entries]
+
+
+def _lines(payloads: Sequence[bytes]) -> bytes:
+    """The records as NDJSON. The hook's raw records hold no newline; any other input is made compact."""
+    joined = b"\n".join(payloads) + b"\n"
+    if joined.count(b"\n") == len(payloads):
+        return joined
+    # A newline outside a JSON string is whitespace: re-format only that, keeping every value byte for byte.
+    return b"".join(msgspec.json.format(p, indent=-1) + b"\n" for p in payloads)
+
+
+class _PartSink:
+    """Splits a stream of record batches into parts of at most ``records_per_part`` records."""
+
+    def __init__(self, publisher: _Publisher, records_per_part: int, compresslevel: int) -> None:
+        self.publisher = publisher
+        self.records_per_part = records_per_part
+        self.compresslevel = compresslevel
+        self.parts: list[dict[str, Any]] = []
+        self._open: tuple[gzip.GzipFile, _HashingWriter, Callable[[bool], None]] | None = None
+        self._count = 0
+
+    def _start(self) -> tuple[gzip.GzipFile, _HashingWriter, Callable[[bool], None]]:
+        handle, done = self.publisher.open(part_name(len(self.parts)))
+        hashing = _HashingWriter(handle)
+        # mtime=0: the same records give the same bytes (and sha256) on every run.
+        gz = gzip.GzipFile(fileobj=hashing, mode="wb", compresslevel=self.compresslevel, mtime=0)  # type: ignore[arg-type]
+        self._open, self._count = (gz, hashing, done), 0
+        return self._open
+
+    def write(self, payloads: Sequence[bytes]) -> None:
+        offset = 0
+        while offset < len(payloads):
+            gz, _, _ = self._open or self._start()
+            take = min(len(payloads) - offset, self.records_per_part - self._count)
+            gz.write(_lines(payloads[offset : offset + take]))
+            self._count += take
+            offset += take
+            if self._count >= self.records_per_part:
+                self.finish()
+
+    def finish(self) -> None:
+        if self._open is None:
+            return
+        gz, hashing, done = self._open
+        self._open = None
+        gz.close()
+        done(True)
+        self.parts.append(
+            {
+                "name": part_name(len(self.parts)),
+                "records": self._count,
+                "bytes": hashing.size,
+                "sha256": hashing.sha256.hexdigest(),
+            }
+        )
+
+    def abort(self) -> None:
+        if self._open is not None:
+            gz, _, done = self._open
+            self._open = None
+            try:
+                gz.close()
+            finally:
+                done(False)
+
+
+def land(
+    batches: Iterable[Sequence[bytes]],
+    folder: ObjectStoragePath,
+    metadata: Mapping[str, Any],
+    *,
+    records_per_part: int = DEFAULT_RECORDS_PER_PART,
+    compresslevel: int = 6,
+    on_batch: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Write record batches (JSON bytes, one record each) to ``folder`` as parts, then the manifest.
+
+    ``metadata`` (log type, interval, ...) goes into the manifest, which gets ``record_count``, ``parts``
+    (name, records, bytes, sha256 each), ``provider_version`` and ``written_at`` besides. Returns the
+    manifest. If ``batches`` raises, the folder is left without a manifest (not ready) and the error
+    propagates.
+    """
+    if records_per_part < 1:
+        raise ValueError(f"records_per_part must be at least 1, not {records_per_part}.")
+    publisher = _Publisher(folder)
+    # Readers must not trust the folder while its parts change under the old manifest.
+    publisher.remove(publisher.full(MANIFEST))
+    sink = _PartSink(publisher, records_per_part, compresslevel)
+    try:
+        for batch in batches:
+            if batch:
+                sink.write(batch)
+            if on_batch is not None:
+                on_batch(len(batch))
+        sink.finish()
+    except BaseException:
+        sink.abort()
+        raise
+    manifest: dict[str, Any] = {
+        **metadata,
+        "folder": storage_uri(folder),
+        "format": "ndjson.gz",
+        "record_count": sum(p["records"] for p in sink.parts),
+        "parts": sink.parts,
+        "provider_version": __version__,
+        "manifest_format": MANIFEST_FORMAT,
+        "written_at": pendulum.now("UTC").isoformat(),
+    }
+    publisher.write_bytes(MANIFEST, json.dumps(manifest, indent=2).encode() + b"\n")
+    _remove_stale(publisher, {p["name"] for p in sink.parts})
+    return manifest
+
+
+def _remove_stale(publisher: _Publisher, keep: set[str]) -> None:
+    """Remove parts the new manifest does not list, and hidden temporary files of interrupted runs."""
+    for name in publisher.names():
+        if (_PART.match(name) and name not in keep) or _TEMP.match(name):
+            publisher.remove(publisher.full(name))
+
+
+# -- reading ------------------------------------------------------------------------------------------------
+def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
+    """The folder's manifest, or ``None`` when the folder is not (yet) complete."""
+    try:
+        with folder.fs.open(f"{folder.path.rstrip('/')}/{MANIFEST}", "rb") as handle:
+            return json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+
+
+def iter_landed_records(folder: ObjectStoragePath, *, verify: bool = True) -> Iterator[bytes]:
+    """Every record line (JSON bytes, without the newline) of a complete folder, in part order.
+
+    With ``verify``, each part's sha256 and record count are checked against the manifest; a mismatch is a
+    :class:`LandingIntegrityError`. A folder without a manifest is one too: it is not complete.
+    """
+    manifest = read_manifest(folder)
+    if manifest is None:
+        raise LandingIntegrityError(f"{storage_uri(folder)} has no {MANIFEST}: it is not complete.")
+    base = folder.path.rstrip("/")
+    for part in manifest["parts"]:
+        try:
+            handle = folder.fs.open(f"{base}/{part['name']}", "rb")
+        except FileNotFoundError:
+            raise LandingIntegrityError(f"{part['name']} listed in the manifest is missing.") from None
+        with handle:
+            hashing = _HashingReader(handle)
+            count = 0
+            with gzip.GzipFile(fileobj=hashing, mode="rb") as gz:  # type: ignore[call-overload]
+                for line in gz:
+                    count += 1
+                    yield line.rstrip(b"\n")
+            hashing.drain()
+        if verify and hashing.sha256.hexdigest() != part["sha256"]:
+            raise LandingIntegrityError(f"{part['name']} does not match its sha256 in the manifest.")
+        if verify and count != part["records"]:
+            raise LandingIntegrityError(
+                f"{part['name']} holds {count} records; the manifest says {part['records']}."
+            )
+
+
+class _HashingReader:
+    """A read-only file object that hashes the bytes read through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.sha256 = hashlib.sha256()
+
+    def read(self, size: int = -1) -> bytes:
+        data = self.raw.read(size)
+        self.sha256.update(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
