@@ -17,10 +17,9 @@ MS_WEEK = 7 * MS_DAY
 NO_START = -(2**62)
 NO_END = 2**62
 
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-_EPOCH_ORDINAL = _EPOCH.date().toordinal()
+_EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _DAY_TEXT = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-_day_prefix: dict[int, str] = {}
+_minute_prefix: dict[int, str] = {}
 
 
 def to_ms(value: object, *, ceil: bool = False) -> int:
@@ -37,8 +36,10 @@ def to_ms(value: object, *, ceil: bool = False) -> int:
     if isinstance(value, str):
         value = pendulum.parse(value, tz="UTC")
     if isinstance(value, dt.datetime):
-        moment = value if value.tzinfo is not None else value.replace(tzinfo=dt.timezone.utc)
-        micros = (moment - _EPOCH) // dt.timedelta(microseconds=1)
+        m = value.astimezone(dt.timezone.utc) if value.tzinfo is not None else value
+        # by fields, not by subtraction: pendulum's difference is an Interval with its own arithmetic
+        seconds = (m.toordinal() - _EPOCH_ORDINAL) * 86400 + m.hour * 3600 + m.minute * 60 + m.second
+        micros = seconds * 1_000_000 + m.microsecond
         return -((-micros) // 1000) if ceil else micros // 1000
     if isinstance(value, dt.date):
         return (value.toordinal() - _EPOCH_ORDINAL) * MS_DAY
@@ -52,14 +53,15 @@ def from_ms(ms: int) -> pendulum.DateTime:
 
 def iso_ms(ms: int) -> str:
     """``2022-05-10T17:09:24.080Z``: the API's timestamp format, built without datetime objects (hot path)."""
-    day, rest = divmod(ms, MS_DAY)
-    prefix = _day_prefix.get(day)
+    minute, rest = divmod(ms, MS_MINUTE)
+    prefix = _minute_prefix.get(minute)
     if prefix is None:
-        prefix = _day_prefix[day] = dt.date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
-    seconds, milli = divmod(rest, MS_SECOND)
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{prefix}T{hours:02d}:{minutes:02d}:{seconds:02d}.{milli:03d}Z"
+        if len(_minute_prefix) > 200_000:  # a page's records share minutes; the cache only needs recent ones
+            _minute_prefix.clear()
+        day, minutes = divmod(minute, 24 * 60)
+        date = dt.date.fromordinal(day + _EPOCH_ORDINAL).isoformat()
+        prefix = _minute_prefix[minute] = f"{date}T{minutes // 60:02d}:{minutes % 60:02d}:"
+    return f"{prefix}{rest // 1000:02d}.{rest % 1000:03d}Z"
 
 
 def parse_iso_ms(text: str) -> int:
