@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 UV := $(VENV)/bin/uv
-export AIRFLOW_HOME ?= $(CURDIR)/.airflow-home
+export AIRFLOW_HOME := $(CURDIR)/.airflow-home
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
 .PHONY: install test lint unit demo bench clean

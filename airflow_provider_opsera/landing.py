@@ -1,13 +1,14 @@
 """Landing records in object storage: gzipped NDJSON parts, then ``manifest.json``, atomic by manifest.
 
 A folder is complete when it holds a manifest; every part the manifest lists is then complete and matches
-its record count and sha256. A rerun of the same folder keeps that promise throughout:
+its record count and sha256. A rerun of the same folder keeps that promise at every moment, and a run that
+dies half way leaves the previous complete state readable:
 
-1. the old manifest is removed first, so nobody trusts the folder while its parts change;
-2. parts are written one by one (``part-00000.ndjson.gz``, ...), each published whole: object stores only
-   show an object once its upload completes, and a local file is written under a hidden name and renamed;
-3. ``manifest.json`` is written last, the same way;
-4. only then are parts the new manifest does not list (left by an earlier, larger run) removed.
+1. new parts are numbered after the highest part already in the folder (``part-00000.ndjson.gz`` on a first
+   run), so they never overwrite a part the current manifest lists; each is published whole (object stores
+   only show an object once its upload completes; a local file is written under a hidden name and renamed);
+2. ``manifest.json`` is replaced last, in one step (an object PUT, or a local rename);
+3. only then are the parts the new manifest does not list (the previous run's, or a crashed run's) removed.
 
 Records are written byte for byte as given (the API's own JSON), one per line, and streamed: memory holds
 one batch and the compressor's buffers, never a part or the interval.
@@ -141,8 +142,11 @@ def _lines(payloads: Sequence[bytes]) -> bytes:
 class _PartSink:
     """Splits a stream of record batches into parts of at most ``records_per_part`` records."""
 
-    def __init__(self, publisher: _Publisher, records_per_part: int, compresslevel: int) -> None:
+    def __init__(
+        self, publisher: _Publisher, records_per_part: int, compresslevel: int, first: int = 0
+    ) -> None:
         self.publisher = publisher
+        self.first = first
         self.records_per_part = records_per_part
         self.compresslevel = compresslevel
         self.parts: list[dict[str, Any]] = []
@@ -150,7 +154,7 @@ class _PartSink:
         self._count = 0
 
     def _start(self) -> tuple[gzip.GzipFile, _HashingWriter, Callable[[bool], None]]:
-        handle, done = self.publisher.open(part_name(len(self.parts)))
+        handle, done = self.publisher.open(part_name(self.first + len(self.parts)))
         hashing = _HashingWriter(handle)
         # mtime=0: the same records give the same bytes (and sha256) on every run.
         gz = gzip.GzipFile(fileobj=hashing, mode="wb", compresslevel=self.compresslevel, mtime=0)  # type: ignore[arg-type]
@@ -177,7 +181,7 @@ class _PartSink:
         done(True)
         self.parts.append(
             {
-                "name": part_name(len(self.parts)),
+                "name": part_name(self.first + len(self.parts)),
                 "records": self._count,
                 "bytes": hashing.size,
                 "sha256": hashing.sha256.hexdigest(),
@@ -185,13 +189,19 @@ class _PartSink:
         )
 
     def abort(self) -> None:
-        if self._open is not None:
-            gz, _, done = self._open
-            self._open = None
-            try:
-                gz.close()
-            finally:
-                done(False)
+        try:
+            if self._open is not None:
+                gz, _, done = self._open
+                self._open = None
+                try:
+                    gz.close()
+                finally:
+                    done(False)
+        finally:
+            # The parts of a failed run are listed by no manifest: remove them (a crashed process leaves
+            # them to the next run, which removes whatever its manifest does not list).
+            for part in self.parts:
+                self.publisher.remove(self.publisher.full(part["name"]))
 
 
 def land(
@@ -207,15 +217,14 @@ def land(
 
     ``metadata`` (log type, interval, ...) goes into the manifest, which gets ``record_count``, ``parts``
     (name, records, bytes, sha256 each), ``provider_version`` and ``written_at`` besides. Returns the
-    manifest. If ``batches`` raises, the folder is left without a manifest (not ready) and the error
-    propagates.
+    manifest. If ``batches`` raises, the parts written so far are removed, the previous manifest and its
+    parts stay as they were, and the error propagates.
     """
     if records_per_part < 1:
         raise ValueError(f"records_per_part must be at least 1, not {records_per_part}.")
     publisher = _Publisher(folder)
-    # Readers must not trust the folder while its parts change under the old manifest.
-    publisher.remove(publisher.full(MANIFEST))
-    sink = _PartSink(publisher, records_per_part, compresslevel)
+    existing = [int(m.group(1)) for m in map(_PART.match, publisher.names()) if m]
+    sink = _PartSink(publisher, records_per_part, compresslevel, first=max(existing, default=-1) + 1)
     try:
         for batch in batches:
             if batch:

@@ -1,0 +1,199 @@
+"""Landing parts and manifest in a folder: bounded parts, byte-for-byte records, atomic by manifest."""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+
+import pytest
+from airflow.sdk import ObjectStoragePath
+
+from airflow_provider_opsera import __version__, landing
+from airflow_provider_opsera.landing import (
+    LandingIntegrityError,
+    iter_landed_records,
+    land,
+    read_manifest,
+)
+
+
+def records(n: int, tag: str = "a") -> list[bytes]:
+    # Odd but valid JSON spellings that a re-encoder would change: they must land as sent.
+    return [
+        b'{"_id":"%s%05d","createdAt":"2024-05-09T00:00:%02d.100Z","n":1.50,"u":"\\u00e9"}'
+        % (tag.encode(), i, i % 60)
+        for i in range(n)
+    ]
+
+
+def batches(items: list[bytes], size: int = 37):
+    for i in range(0, len(items), size):
+        yield items[i : i + size]
+
+
+@pytest.fixture
+def folder(tmp_path) -> ObjectStoragePath:
+    return ObjectStoragePath(f"file://{tmp_path}/opsera/audit/dt=2024-05-09/")
+
+
+def names(folder: ObjectStoragePath) -> set[str]:
+    return {p.name for p in folder.iterdir()}
+
+
+def test_parts_are_bounded_and_manifest_describes_them(folder):
+    data = records(250)
+    manifest = land(batches(data), folder, {"log_type": "audit"}, records_per_part=100)
+
+    assert manifest["log_type"] == "audit"
+    assert manifest["record_count"] == 250
+    assert manifest["provider_version"] == __version__
+    assert [p["name"] for p in manifest["parts"]] == [
+        "part-00000.ndjson.gz",
+        "part-00001.ndjson.gz",
+        "part-00002.ndjson.gz",
+    ]
+    assert [p["records"] for p in manifest["parts"]] == [100, 100, 50]
+    for part in manifest["parts"]:
+        raw = (folder / part["name"]).read_bytes()
+        assert hashlib.sha256(raw).hexdigest() == part["sha256"]
+        assert len(raw) == part["bytes"]
+    assert read_manifest(folder) == manifest
+    assert json.loads((folder / "manifest.json").read_text()) == manifest
+    assert names(folder) == {"manifest.json", *(p["name"] for p in manifest["parts"])}
+
+
+def test_records_land_byte_for_byte(folder):
+    data = records(30)
+    land(batches(data, 7), folder, {})
+    assert list(iter_landed_records(folder)) == data
+    assert gzip.decompress((folder / "part-00000.ndjson.gz").read_bytes()) == b"\n".join(data) + b"\n"
+
+
+def test_a_record_with_newlines_is_made_one_line_keeping_its_values(folder):
+    pretty = b'{\n  "_id": "x",\n  "n": 1.50,\n  "s": "a\\nb"\n}'
+    land([[b'{"_id":"w"}', pretty]], folder, {})
+    assert list(iter_landed_records(folder)) == [b'{"_id":"w"}', b'{"_id":"x","n":1.50,"s":"a\\nb"}']
+
+
+def test_same_records_give_the_same_bytes(folder, tmp_path):
+    first = land(batches(records(120)), folder, {}, records_per_part=50)
+    other = ObjectStoragePath(f"file://{tmp_path}/other/")
+    second = land(batches(records(120), 11), other, {}, records_per_part=50)
+    assert [p["sha256"] for p in first["parts"]] == [p["sha256"] for p in second["parts"]]
+
+
+def test_rerun_with_fewer_records_leaves_exactly_the_new_parts(folder, monkeypatch):
+    land(batches(records(250, "old")), folder, {}, records_per_part=100)
+    (folder / "README.txt").write_text("not ours")
+    seen = {}
+    remove_stale = landing._remove_stale
+
+    def check_then_remove(publisher, keep):
+        # The new manifest is in place before any stale part goes.
+        seen["manifest"] = read_manifest(folder)
+        seen["stale_still_there"] = (folder / "part-00002.ndjson.gz").exists()
+        remove_stale(publisher, keep)
+
+    monkeypatch.setattr(landing, "_remove_stale", check_then_remove)
+    manifest = land(batches(records(120, "new")), folder, {}, records_per_part=100)
+
+    assert seen == {"manifest": manifest, "stale_still_there": True}
+    # New parts never overwrite the ones the previous manifest lists: they are numbered after them.
+    assert names(folder) == {"manifest.json", "part-00003.ndjson.gz", "part-00004.ndjson.gz", "README.txt"}
+    assert list(iter_landed_records(folder)) == records(120, "new")
+
+
+def test_previous_state_stays_readable_while_parts_change(folder):
+    old = land(batches(records(50)), folder, {}, records_per_part=10)
+    during = []
+
+    def watched():
+        during.append((read_manifest(folder), list(iter_landed_records(folder))))
+        yield records(10, "n")
+        during.append((read_manifest(folder), list(iter_landed_records(folder))))
+
+    land(watched(), folder, {}, records_per_part=5)
+    assert during == [(old, records(50)), (old, records(50))]
+    assert read_manifest(folder)["record_count"] == 10
+
+
+def test_failed_run_leaves_the_previous_state_and_no_temporary_files(folder):
+    land(batches(records(50)), folder, {})
+
+    def failing():
+        yield records(10, "b")
+        raise RuntimeError("API went away")
+
+    before = names(folder)
+    with pytest.raises(RuntimeError, match="API went away"):
+        land(failing(), folder, {})
+    # The previous complete state, untouched: same files, same records.
+    assert names(folder) == before
+    assert list(iter_landed_records(folder)) == records(50)
+
+    land(batches(records(20, "c")), folder, {})
+    assert list(iter_landed_records(folder)) == records(20, "c")
+
+
+def test_leftovers_of_an_interrupted_process_are_cleaned_up(folder):
+    land(batches(records(5)), folder, {})
+    leftover = folder / f".part-00003.ndjson.gz.{'0' * 32}.tmp"
+    leftover.write_bytes(b"partial")
+    (folder / "part-00007.ndjson.gz").write_bytes(b"old")
+    land(batches(records(5)), folder, {})
+    assert names(folder) == {"manifest.json", "part-00008.ndjson.gz"}
+
+
+def test_empty_interval_writes_a_manifest_without_parts(folder):
+    land(batches(records(5)), folder, {})
+    manifest = land([[], []], folder, {"log_type": "token_activity"})
+    assert manifest["record_count"] == 0
+    assert manifest["parts"] == []
+    assert names(folder) == {"manifest.json"}
+    assert list(iter_landed_records(folder)) == []
+
+
+def test_a_corrupted_part_is_detected(folder):
+    land(batches(records(20)), folder, {})
+    part = folder / "part-00000.ndjson.gz"
+    part.write_bytes(gzip.compress(b"\n".join(records(19)) + b"\n"))
+    with pytest.raises(LandingIntegrityError, match="sha256"):
+        list(iter_landed_records(folder))
+
+
+def test_records_per_part_must_be_positive(folder):
+    with pytest.raises(ValueError, match="records_per_part"):
+        land([], folder, {}, records_per_part=0)
+
+
+def test_memory_stays_flat_as_records_grow(tmp_path):
+    """Ten times the records must not need more memory: nothing collects the stream."""
+    import tracemalloc
+
+    def stream(n_batches: int):
+        for b in range(n_batches):
+            yield [
+                b'{"_id":"%d-%d","createdAt":"2024-05-09T00:00:00.000Z","pad":"%s"}' % (b, i, b"x" * 200)
+                for i in range(1000)
+            ]
+
+    def peak(n_batches: int) -> int:
+        folder = ObjectStoragePath(f"file://{tmp_path}/m{n_batches}/")
+        tracemalloc.start()
+        try:
+            land(stream(n_batches), folder, {}, records_per_part=25_000)
+            return tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(1)  # first use imports and caches things: not what is measured
+    small, large = peak(5), peak(50)
+    assert large < small * 1.5 + 1_000_000, (small, large)
+
+
+def test_a_folder_without_manifest_is_not_complete(tmp_path):
+    folder = ObjectStoragePath(f"file://{tmp_path}/never-landed/")
+    assert read_manifest(folder) is None
+    with pytest.raises(LandingIntegrityError, match=r"no manifest\.json"):
+        list(iter_landed_records(folder))
