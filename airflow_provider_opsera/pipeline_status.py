@@ -238,14 +238,15 @@ def decide(watch: Watch, rules: StatusRules, records: Iterable[Mapping[str, Any]
     The caller must only pass records it can prove include the newest one of the watched run and step (a
     complete window reaching up to now); this function trusts that.
     """
-    mine = [r for r in records if watch.of_pipeline(r)]
+    mine: list[Mapping[str, Any]] = [r for r in records if watch.of_pipeline(r)]
     run = target_run(watch, mine)
     if run is None:
         return Decision(Outcome.WAIT, None, None, f"no record of {watch.describe()} yet")
     steps = [r for r in mine if run_of(r) == run and watch.of_step(r)]
     if not steps:
         return Decision(Outcome.WAIT, None, None, f"run {run} of {watch.describe()} has no record yet")
-    record = dict(max(steps, key=record_order))
+    newest: Mapping[str, Any] = max(steps, key=record_order)
+    record = dict(newest)
     status = normalise_status(record.get("status"))
     where = f"{watch.describe()}: run {run}"
     if record.get("step_name") is not None:

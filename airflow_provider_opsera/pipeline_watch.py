@@ -33,7 +33,7 @@ from typing import Any
 
 from airflow_provider_opsera.catalogue import endpoint_for
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
-from airflow_provider_opsera.pipeline_status import Watch, decide, relevant
+from airflow_provider_opsera.pipeline_status import StatusRules, Watch, decide, record_order, relevant
 from airflow_provider_opsera.timeutils import created_key
 
 PIPELINE = endpoint_for("pipeline_activity")
@@ -202,6 +202,7 @@ class WatchSearch:
         self.stats = RoundStats()
         self._repolls = 0
         self._next_day: dt.date | None = None
+        self._days_floor = 0.0
         self._fresh = False
         if state is None:
             self.state = WatchState(horizon=now - lookback_s)
@@ -310,24 +311,28 @@ class WatchSearch:
                 )
             state.records = relevant(self.watch, kept)
             state.covered_from = start
-            state.complete = (
-                self._fresh and window >= self.lookback_s
-            ) or start <= state.horizon + CLOCK_MARGIN
+            reaches = start <= state.horizon + CLOCK_MARGIN
+            state.complete = (self._fresh and window >= self.lookback_s) or reaches
             if state.complete:
                 state.covered_from = state.horizon
         state.frontier = sent
         state.rate = len(records) / window
-        self._pending = self._after_window()
+        # After a look (not a poll), older whole days may still prove what the window could not: back to the
+        # lookback's start on the first look, and at most one more lookback after a gap.
+        self._next_day = None
+        self._days_floor = state.horizon if self._fresh else max(state.horizon, start - self.lookback_s)
+        self._fresh = False
+        self._pending = self._older_day() if query.kind == "look" else None
 
-    def _after_window(self) -> Query | None:
+    def _older_day(self) -> Query | None:
         """Extend coverage back by whole days while nothing of the watched run or step is known yet."""
         state = self.state
-        if state.complete or decide_needs_more(self.watch, state.records) is False:
+        if state.complete or not needs_older(self.watch, state.records):
             return None
         assert state.covered_from is not None
         if self._next_day is None:
             self._next_day = _utc_day(state.covered_from + CLOCK_MARGIN)
-        if _day_start(self._next_day) + 86400 <= state.horizon:
+        if _day_start(self._next_day) + 86400 <= self._days_floor:
             return None
         return Query("day", day=self._next_day)
 
@@ -353,14 +358,39 @@ class WatchSearch:
         if state.covered_from <= state.horizon + CLOCK_MARGIN:
             state.complete, state.covered_from = True, state.horizon
         self._next_day = query.day - dt.timedelta(days=1)
-        self._pending = self._after_window()
+        self._pending = self._older_day()
 
 
-def decide_needs_more(watch: Watch, records: Sequence[Mapping[str, Any]]) -> bool:
-    """True while older records could still change the decision: the watched run or step has no record yet."""
-    from airflow_provider_opsera.pipeline_status import StatusRules
+def needs_older(watch: Watch, records: Sequence[Mapping[str, Any]]) -> bool:
+    """True while older records could still change the decision: the watched run or step has no record yet.
 
+    (Run counts grow over time, so an older record cannot belong to a newer run than one already seen.)
+    """
     return decide(watch, StatusRules(), records).record is None
+
+
+def coverage_note(search: WatchSearch) -> str | None:
+    """A warning when nothing of the watched run or step could be proven and older history was not readable.
+
+    ``None`` when there is nothing to warn about: a record decides, or the whole lookback was read.
+    """
+    state = search.state
+    if state.complete or not needs_older(search.watch, state.records):
+        return None
+    proven = format_range(max(1, int((state.frontier or 0) - (state.covered_from or 0))))
+    text = (
+        f"Only the newest {proven} of pipeline activity could be proven complete (the account is busy, and the "
+        f"API caps each answer at {search.cap} records); an older record of {search.watch.describe()} is not "
+        "used, so a run or step that finished before then is not seen."
+    )
+    hints = sorted(search.hints, key=record_order)
+    if hints:
+        hint = hints[-1]
+        text += (
+            f" An answer the API capped held one (status {hint.get('status')!r} at {hint.get('createdAt')}), "
+            "but it cannot be proven to be the newest."
+        )
+    return text
 
 
 def _not_before(records: Sequence[Mapping[str, Any]], epoch: float) -> list[Mapping[str, Any]]:
@@ -372,22 +402,23 @@ def _not_before(records: Sequence[Mapping[str, Any]], epoch: float) -> list[Mapp
 def _narrowed(
     window: int, count: int | None, records: Sequence[Mapping[str, Any]], sent: float, cap: int
 ) -> int:
-    """A shorter ``range`` for a capped window: aim at ``NARROW_TARGET`` of the cap where the answer tells how.
+    """A shorter ``range`` for a capped window, aiming at ``NARROW_TARGET`` of the cap.
 
-    Candidates: an eighth of the window; the window scaled by the total when ``count`` reports one larger
-    than the page; and, if the server sent the newest records first, a share of the span they cover.
-    Whichever is shortest; a wrong guess only costs another narrowing.
+    When ``count`` reports a total larger than the page, the window is scaled by it. Otherwise an eighth of
+    the window, or less if the records span less (a server that sends the newest first shows the rate that
+    way). A wrong guess only costs another narrowing; too short a window only proves less.
     """
-    candidates = [window // 8]
     if count is not None and count > len(records):
-        candidates.append(math.floor(window * NARROW_TARGET * cap / count))
-    keys = [k for k in (created_key(r.get("createdAt")) for r in records) if k]
-    if keys:
-        oldest = dt.datetime.strptime(min(keys), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-        span = sent - oldest.timestamp()
-        if span > 0:
-            candidates.append(math.floor(span * NARROW_TARGET))
-    return max(1, min(window - 1, *candidates))
+        guess = math.floor(window * NARROW_TARGET * cap / count)
+    else:
+        guess = window // 8
+        keys = [k for k in (created_key(r.get("createdAt")) for r in records) if k]
+        if keys:
+            oldest = dt.datetime.strptime(min(keys), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
+            span = sent - oldest.timestamp()
+            if span > 0:
+                guess = min(guess, math.floor(span * NARROW_TARGET))
+    return max(1, min(window // 2, guess))
 
 
 #: ``fetch(params) -> (count, records)``: one call of the pipeline-activity endpoint, retries included.

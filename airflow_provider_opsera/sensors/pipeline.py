@@ -1,0 +1,242 @@
+"""``OpseraPipelineStatusSensor``: wait for an Opsera pipeline run, or one step of it, to finish."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable, Sequence
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseSensorOperator
+from airflow.sdk.bases.sensor import PokeReturnValue
+from airflow.sdk.exceptions import (
+    AirflowException,
+    AirflowFailException,
+    AirflowSensorTimeout,
+    AirflowSkipException,
+    AirflowTaskTimeout,
+)
+
+from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.exceptions import OpseraError
+from airflow_provider_opsera.hooks.opsera import OpseraHook
+from airflow_provider_opsera.pipeline_status import (
+    DEFAULT_FAILURE_STATUSES,
+    DEFAULT_WAITING_STATUSES,
+    Decision,
+    Outcome,
+    StatusRules,
+    Watch,
+    decide,
+)
+from airflow_provider_opsera.pipeline_watch import WatchSearch, coverage_note, parse_lookback, run_round_sync
+from airflow_provider_opsera.triggers.pipeline import OpseraPipelineStatusTrigger
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+#: Extra time the scheduler gives a deferred sensor beyond ``timeout``: the trigger's own deadline (after a
+#: final poll) should decide, the scheduler's deferral timeout is only a backstop.
+DEFERRAL_GRACE = timedelta(minutes=5)
+
+
+def _default_deferrable() -> bool:
+    from airflow.sdk.configuration import conf
+
+    return conf.getboolean("operators", "default_deferrable", fallback=False)
+
+
+class OpseraPipelineStatusSensor(BaseSensorOperator):
+    """Waits until an Opsera pipeline run, or one step of it, leaves its in-progress statuses.
+
+    It watches the newest pipeline-activity record of the pipeline (and run, and step, when given). No record
+    yet, or a status in ``waiting_statuses``: keep waiting. A status in ``failure_statuses``: fail with the
+    record's status and message. Any other status succeeds (or, when ``success_statuses`` is given, only
+    those succeed and others keep it waiting, with a warning), returning the record as XCom. Statuses
+    compare case-insensitively.
+
+    The activity endpoint filters neither by pipeline nor by run and caps each answer at 1000 records, so the
+    sensor reads the account's recent activity in windows it can prove complete (a capped answer is narrowed,
+    never trusted) and decides only from a record proven to be the newest of the run. After the first look,
+    each poll reads only what is new since the previous one.
+
+    :param pipeline_id: the pipeline's ``_id`` (templated).
+    :param run_count: the run to watch (templated); None watches the newest run seen (the highest run count).
+    :param step_id: watch one step by its id (templated).
+    :param step_name: watch one step by its name, e.g. ``"anchore"`` (templated; case-insensitive).
+    :param waiting_statuses: statuses that keep the sensor waiting.
+    :param failure_statuses: statuses that fail it.
+    :param success_statuses: None: any status in neither set succeeds; a list: only these succeed.
+    :param lookback: how far back the first look searches: ``"30m"``, ``"6h"``, ``"1d"`` (default), ``"1w"``.
+    :param pipeline_type: the pipeline's ``type`` (``sdlc``, ``sfdc``, ``ai-ml``, ``sql``), optional
+        (templated). Given, every query filters on it: on a busy account each answer then holds only that
+        type's records, so the search proves longer windows and downloads less. Only set it if every record of
+        the pipeline carries that type.
+    :param opsera_conn_id: the ``opsera`` connection.
+    :param deferrable: hand the wait to the triggerer (default: ``[operators] default_deferrable``).
+
+    Plus the usual sensor arguments: ``poke_interval``, ``timeout``, ``mode``, ``soft_fail``.
+    """
+
+    template_fields: Sequence[str] = ("pipeline_id", "run_count", "step_id", "step_name", "pipeline_type")
+    ui_color = "#d9f0e3"
+
+    def __init__(
+        self,
+        *,
+        pipeline_id: str,
+        run_count: int | str | None = None,
+        step_id: str | None = None,
+        step_name: str | None = None,
+        waiting_statuses: Iterable[str] = DEFAULT_WAITING_STATUSES,
+        failure_statuses: Iterable[str] = DEFAULT_FAILURE_STATUSES,
+        success_statuses: Iterable[str] | None = None,
+        lookback: str | int | timedelta = "1d",
+        pipeline_type: str | None = None,
+        opsera_conn_id: str = "opsera_default",
+        deferrable: bool | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.pipeline_id = pipeline_id
+        self.run_count = run_count
+        self.step_id = step_id
+        self.step_name = step_name
+        # Checked now, so a mistake fails when the DAG is parsed rather than hours into a wait.
+        self.rules = StatusRules.build(waiting_statuses, failure_statuses, success_statuses)
+        self.waiting_statuses = sorted(self.rules.waiting)
+        self.failure_statuses = sorted(self.rules.failure)
+        self.success_statuses = None if self.rules.success is None else sorted(self.rules.success)
+        self.lookback = lookback
+        self.lookback_s = parse_lookback(lookback)
+        self.pipeline_type = pipeline_type
+        self.opsera_conn_id = opsera_conn_id
+        self.deferrable = _default_deferrable() if deferrable is None else bool(deferrable)
+        self._search: WatchSearch | None = None
+        self._warned_partial = False
+
+    # -- the one check, shared by every mode -----------------------------------------------------------------
+    def _watch(self) -> Watch:
+        return Watch.build(self.pipeline_id, self.run_count, self.step_id, self.step_name)
+
+    def _pipeline_type(self) -> str | None:
+        text = str(self.pipeline_type).strip() if self.pipeline_type is not None else ""
+        return text or None
+
+    def _check(self) -> Decision:
+        """One round of requests (the first look, or what is new since the last poke) and the decision."""
+        watch = self._watch()
+        search = self._search
+        # Reschedule mode starts each poke afresh (nothing survives between pokes); poke mode carries on.
+        if search is None or self.reschedule or search.watch != watch:
+            search = self._search = WatchSearch(
+                watch, None, lookback_s=self.lookback_s, now=time.time(), pipeline_type=self._pipeline_type()
+            )
+        else:
+            search.start_poll()
+        hook = OpseraHook(opsera_conn_id=self.opsera_conn_id)
+
+        def fetch(params: dict[str, str]) -> tuple[int | None, list[dict[str, Any]]]:
+            page = hook.get_logs(OpseraLogType.PIPELINE_ACTIVITY, params)
+            return page["count"], page["data"]
+
+        try:
+            stats = run_round_sync(search, fetch, time.time)
+        finally:
+            hook.close()
+        for note in search.take_notes():
+            self.log.warning("%s", note)
+        decision = decide(watch, self.rules, search.state.records)
+        self.log.info(
+            "%s [%d request(s), %d records, %d of them unrelated].",
+            decision.reason,
+            stats.requests,
+            stats.records,
+            stats.unrelated,
+        )
+        if decision.unknown_status:
+            self.log.warning("%s", decision.reason)
+        partial = coverage_note(search)
+        if partial and not self._warned_partial:
+            self._warned_partial = True
+            self.log.warning("%s", partial)
+        return decision
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        decision = self._check()
+        if decision.outcome is Outcome.FAILURE:
+            raise AirflowFailException(f"Opsera {decision.reason}")
+        if decision.outcome is Outcome.SUCCESS:
+            return PokeReturnValue(is_done=True, xcom_value=decision.record)
+        return False
+
+    # -- modes -------------------------------------------------------------------------------------------------
+    def execute(self, context: Context) -> Any:
+        self._search = None  # a retry starts with a fresh first look
+        self._warned_partial = False
+        if not self.deferrable:
+            return super().execute(context)
+        started = time.time()
+        # Check once in the worker: a run that already finished needs no trigger.
+        done = self._first_poke(context)
+        if done is not None:
+            return done.xcom_value
+        state = self._search.state.to_json() if self._search is not None else None
+        self.defer(
+            trigger=OpseraPipelineStatusTrigger(
+                **self._watch().to_json(),
+                waiting_statuses=self.waiting_statuses,
+                failure_statuses=self.failure_statuses,
+                success_statuses=self.success_statuses,
+                lookback_s=self.lookback_s,
+                pipeline_type=self._pipeline_type(),
+                opsera_conn_id=self.opsera_conn_id,
+                poll_interval=self.poke_interval,
+                deadline=started + self.timeout,
+                state=state,
+                keep_polling_on_error=self.silent_fail,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
+        )
+
+    def _first_poke(self, context: Context) -> PokeReturnValue | None:
+        """``poke`` once, with the exception handling ``BaseSensorOperator.execute`` gives the other modes."""
+        try:
+            result = self.poke(context)
+        except (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException) as err:
+            if self.soft_fail:
+                raise AirflowSkipException("Skipping due to soft_fail is set to True.") from err
+            if self.never_fail:
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
+            raise
+        except AirflowSkipException:
+            raise
+        except Exception as err:
+            if self.never_fail:
+                raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
+            if not self.silent_fail:
+                raise
+            self.log.exception("Sensor poke failed; deferring anyway (silent_fail).")
+            return None
+        return result if isinstance(result, PokeReturnValue) and result.is_done else None
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: the record on success; anything else fails (closed)."""
+        status = event.get("status") if isinstance(event, dict) else None
+        message = str(event.get("message") or "") if isinstance(event, dict) else ""
+        if status == "success" and isinstance(event, dict) and isinstance(event.get("record"), dict):
+            self.log.info("%s", message)
+            return event["record"]
+        if status == "failure":
+            raise AirflowFailException(f"Opsera {message}")
+        if status == "timeout":
+            raise AirflowSensorTimeout(message)
+        if status == "error":
+            if self.never_fail:
+                raise AirflowSkipException(f"Skipping due to never_fail is set to True: {message}")
+            raise OpseraError(f"Waiting for the Opsera pipeline failed: {message}")
+        raise AirflowException(f"Unexpected event from OpseraPipelineStatusTrigger: {event!r:.300}")
+
+
+__all__ = ["OpseraPipelineStatusSensor"]

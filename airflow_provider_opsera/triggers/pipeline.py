@@ -1,0 +1,189 @@
+"""``OpseraPipelineStatusTrigger``: the deferrable half of the pipeline status sensor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from typing import Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
+from airflow_provider_opsera.pipeline_status import Outcome, StatusRules, Watch, decide
+from airflow_provider_opsera.pipeline_watch import (
+    CLOCK_MARGIN,
+    NARROW_TARGET,
+    PIPELINE,
+    REQUEST_ALLOWANCE,
+    WatchSearch,
+    WatchState,
+    coverage_note,
+    run_round_async,
+)
+
+#: Shortest pause between polls when the account is so busy that polls must come sooner than asked.
+MIN_POLL_INTERVAL = 1.0
+
+
+class OpseraPipelineStatusTrigger(BaseTrigger):
+    """Polls Opsera's pipeline-activity log until the watched run (or step) finishes, or the deadline passes.
+
+    Every poll asks only for what is new since the previous one (``range`` = elapsed time plus a margin),
+    carrying what it already knows in ``state``; a busy account's unrelated records cost one small request a
+    poll. It fires exactly one event, a JSON dict with ``status``:
+
+    - ``success``: ``record`` is the deciding pipeline-activity record;
+    - ``failure``: ``record`` and ``message`` say what failed;
+    - ``timeout``: the deadline passed (checked after a final poll);
+    - ``error``: the API could not be read (``message``).
+
+    :param pipeline_id: the pipeline's ``_id``.
+    :param run_count: the run to watch; None for the newest run seen.
+    :param step_id: watch one step by its id.
+    :param step_name: watch one step by its name (case-insensitive).
+    :param waiting_statuses: statuses meaning "still running" (None: the defaults).
+    :param failure_statuses: statuses meaning "failed" (None: the defaults).
+    :param success_statuses: statuses meaning "succeeded"; None: any status in neither set above.
+    :param lookback_s: how far back a first look searches, in seconds (only used when ``state`` is None).
+    :param pipeline_type: filter every query on the pipeline's ``type`` (e.g. ``sdlc``).
+    :param opsera_conn_id: the ``opsera`` connection.
+    :param poll_interval: seconds between polls (shortened when the account is too busy for it).
+    :param deadline: epoch seconds after which the trigger fires ``timeout``.
+    :param state: what the sensor's check in the worker learned (``WatchState.to_json()``).
+    :param keep_polling_on_error: log API errors and keep polling until the deadline (the sensor's
+        ``silent_fail``) instead of firing ``error``.
+    """
+
+    def __init__(
+        self,
+        *,
+        pipeline_id: str,
+        run_count: int | None = None,
+        step_id: str | None = None,
+        step_name: str | None = None,
+        waiting_statuses: list[str] | None = None,
+        failure_statuses: list[str] | None = None,
+        success_statuses: list[str] | None = None,
+        lookback_s: int = 86400,
+        pipeline_type: str | None = None,
+        opsera_conn_id: str = "opsera_default",
+        poll_interval: float = 60.0,
+        deadline: float,
+        state: dict[str, Any] | None = None,
+        keep_polling_on_error: bool = False,
+    ) -> None:
+        super().__init__()
+        self.watch = Watch.build(pipeline_id, run_count, step_id, step_name)
+        self.rules = StatusRules.build(waiting_statuses, failure_statuses, success_statuses)
+        self.lookback_s = int(lookback_s)
+        self.pipeline_type = pipeline_type
+        self.opsera_conn_id = opsera_conn_id
+        self.poll_interval = float(poll_interval)
+        self.deadline = float(deadline)
+        self.state = dict(state) if state is not None else None
+        self.keep_polling_on_error = bool(keep_polling_on_error)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        rules = self.rules.to_json()
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                **self.watch.to_json(),
+                "waiting_statuses": rules["waiting"],
+                "failure_statuses": rules["failure"],
+                "success_statuses": rules["success"],
+                "lookback_s": self.lookback_s,
+                "pipeline_type": self.pipeline_type,
+                "opsera_conn_id": self.opsera_conn_id,
+                "poll_interval": self.poll_interval,
+                "deadline": self.deadline,
+                "state": self.state,
+                "keep_polling_on_error": self.keep_polling_on_error,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        # Exactly one event: ``_wait`` returns one, and anything it raises becomes the error event.
+        try:
+            event = await self._wait()
+        except Exception as err:  # anything unexpected becomes the error event, never a silent hang
+            self.log.exception("Waiting for %s failed.", self.watch.describe())
+            event = {"status": "error", "message": f"{type(err).__name__}: {err}", "record": None}
+        yield TriggerEvent(event)
+
+    async def _wait(self) -> dict[str, Any]:
+        state = WatchState.from_json(self.state) if self.state else None
+        search = WatchSearch(
+            self.watch, state, lookback_s=self.lookback_s, now=time.time(), pipeline_type=self.pipeline_type
+        )
+        async with OpseraAsyncClient(self.opsera_conn_id, logger=self.log) as client:
+
+            async def fetch(params: dict[str, str]) -> tuple[int | None, list[dict[str, Any]]]:
+                page = await client.get_page(OpseraLogType.PIPELINE_ACTIVITY, params)
+                return page.count, [r.payload for r in page.records]
+
+            first, warned = True, False
+            while True:
+                if not first:
+                    search.start_poll()
+                first = False
+                try:
+                    stats = await run_round_async(search, fetch, time.time)
+                except Exception as err:
+                    if not self.keep_polling_on_error:
+                        return {"status": "error", "message": str(err), "record": None}
+                    self.log.error(
+                        "Poll of %s failed, polling on (silent_fail): %s", self.watch.describe(), err
+                    )
+                else:
+                    for note in search.take_notes():
+                        self.log.warning("%s", note)
+                    partial = None if warned else coverage_note(search)
+                    if partial:
+                        warned = True
+                        self.log.warning("%s", partial)
+                    self.log.info(
+                        "Polled %s: %d request(s), %d records (%d unrelated).",
+                        self.watch.describe(),
+                        stats.requests,
+                        stats.records,
+                        stats.unrelated,
+                    )
+                    decision = decide(self.watch, self.rules, search.state.records)
+                    if decision.outcome is Outcome.SUCCESS:
+                        self.log.info("%s", decision.reason)
+                        return {"status": "success", "message": decision.reason, "record": decision.record}
+                    if decision.outcome is Outcome.FAILURE:
+                        return {"status": "failure", "message": decision.reason, "record": decision.record}
+                    if decision.unknown_status:
+                        self.log.warning("%s", decision.reason)
+                now = time.time()
+                if now >= self.deadline:
+                    return {
+                        "status": "timeout",
+                        "message": f"Sensor has timed out: {self.watch.describe()} did not finish by the "
+                        f"deadline. {waiting_note(search, self.rules)}",
+                        "record": None,
+                    }
+                await asyncio.sleep(min(self._interval(search.state), self.deadline - now))
+
+    def _interval(self, state: WatchState) -> float:
+        """The poll interval, shortened so that the next window stays well under the API's cap."""
+        rate = state.rate or 0.0
+        if rate <= 0:
+            return self.poll_interval
+        room = NARROW_TARGET * PIPELINE.cap / rate - CLOCK_MARGIN - REQUEST_ALLOWANCE
+        return min(self.poll_interval, max(MIN_POLL_INTERVAL, room))
+
+
+def waiting_note(search: WatchSearch, rules: StatusRules) -> str:
+    """What the search could and could not see, for timeout messages."""
+    text = f"Last known: {decide(search.watch, rules, search.state.records).reason}."
+    note = coverage_note(search)
+    if note:
+        text += f" {note}"
+    if search.state.gaps:
+        text += f" Coverage restarted {search.state.gaps} time(s) because polls were capped."
+    return text
