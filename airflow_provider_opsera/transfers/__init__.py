@@ -1,0 +1,1 @@
+"""Transfers from Opsera's logs API into databases: ``transfers.postgres.OpseraLogsToPostgresOperator``."""

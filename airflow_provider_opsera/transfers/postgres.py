@@ -1,0 +1,249 @@
+"""``OpseraLogsToPostgresOperator``: one data interval of an Opsera log type, upserted into a Postgres table."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from contextlib import closing
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import Asset, AssetAlias, BaseOperator
+
+from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_filters
+from airflow_provider_opsera.progress import Progress
+from airflow_provider_opsera.timeutils import parse_interval
+from airflow_provider_opsera.transfers.postgres_load import LoadResult, load_records
+from airflow_provider_opsera.transfers.postgres_rows import ON_TYPE_MISMATCH, RowMapper
+from airflow_provider_opsera.transfers.postgres_table import default_table
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+
+def postgres_asset_uri(
+    host: str | None, port: int | None, database: str | None, schema: str, table: str
+) -> str:
+    """The table's URI in the postgres provider's asset scheme: ``postgres://host:port/database/schema/table``."""
+    return f"postgres://{host or 'localhost'}:{port or 5432}/{database or 'postgres'}/{schema}/{table}"
+
+
+class OpseraLogsToPostgresOperator(BaseOperator):
+    """Load one data interval of an Opsera log type into a Postgres table, idempotently.
+
+    The table (default ``opsera_<log_type>_logs`` in ``public``) is created if missing: ``_id text primary
+    key``, ``created_at timestamptz not null``, one typed column per documented field of the log type
+    (``user_email text``, ``run_count integer``, ``step_configuration jsonb``, ...), ``raw jsonb not null``
+    holding the whole record as the API sent it (fields the API adds later are kept there), and
+    ``loaded_at``; with an index on ``created_at`` (and ``pipeline_id, run_count`` for pipeline activity,
+    ``user_id, created_at`` for the others).
+
+    Records stream from the API through ``COPY ... FROM STDIN`` into a temporary table, then one
+    ``INSERT ... ON CONFLICT (_id) DO UPDATE`` moves them into the table, all in one transaction: a failure
+    anywhere (API error, bad record, lost connection) leaves the table exactly as it was, and a rerun of the
+    same interval (or an overlapping one) leaves each ``_id`` once. Rows whose content did not change are not
+    rewritten.
+
+    :param log_type: ``user_activity``, ``audit``, ``token_activity`` or ``pipeline_activity``.
+    :param opsera_conn_id: the Opsera connection.
+    :param postgres_conn_id: the Postgres connection (used through ``PostgresHook``).
+    :param table: target table; default ``opsera_<log_type>_logs``. Templated.
+    :param schema: target schema, created if missing. Templated.
+    :param start: start of the interval (inclusive); default the data interval's start. Templated.
+    :param end: end of the interval (exclusive); default the data interval's end. Templated.
+    :param filters: the endpoint's own filters (e.g. ``{"type": "sdlc"}``). Templated.
+    :param on_type_mismatch: what a documented field with an unexpected type does: ``"fail"`` (default; the
+        error names the record's ``_id`` and the field) or ``"raw_only"`` (its column is NULL, the value stays
+        in ``raw``, and the task log counts such values).
+
+    Returns ``{"rows": n, "table": "schema.table", "inserted": i, "updated": u}``. Emits an asset event for
+    ``postgres://host:port/database/schema/table`` through the asset alias :attr:`asset_alias` (the host is
+    only known from the connection at run time), and reports the same table as its OpenLineage output.
+    """
+
+    template_fields: Sequence[str] = (
+        "start",
+        "end",
+        "filters",
+        "table",
+        "schema",
+        "opsera_conn_id",
+        "postgres_conn_id",
+    )
+    template_fields_renderers = {"filters": "json"}
+    ui_color = "#e8f0fe"
+
+    def __init__(
+        self,
+        *,
+        log_type: OpseraLogType | str,
+        opsera_conn_id: str = "opsera_default",
+        postgres_conn_id: str = "postgres_default",
+        table: str | None = None,
+        schema: str = "public",
+        start: Any = "{{ data_interval_start }}",
+        end: Any = "{{ data_interval_end }}",
+        filters: Mapping[str, Any] | None = None,
+        on_type_mismatch: str = "fail",
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        # Fail when the DAG is parsed, not when it runs, for what can be checked then.
+        self.log_type = endpoint_for(log_type).log_type
+        if on_type_mismatch not in ON_TYPE_MISMATCH:
+            raise ValueError(
+                f"on_type_mismatch must be one of {', '.join(ON_TYPE_MISMATCH)}, not {on_type_mismatch!r}."
+            )
+        if isinstance(filters, Mapping):
+            known = {k: v for k, v in _blank_to_none(filters).items() if not _templated(v)}
+            validate_filters(self.log_type, known)
+        self.opsera_conn_id = opsera_conn_id
+        self.postgres_conn_id = postgres_conn_id
+        self.table = table or default_table(self.log_type)
+        self.schema = schema
+        self.start, self.end, self.filters = start, end, filters
+        self.on_type_mismatch = on_type_mismatch
+        # The table's asset URI needs the connection's host and database, known only when the task runs.
+        dag_id = self.dag.dag_id if self.has_dag() else None
+        self.asset_alias = AssetAlias(
+            name=f"opsera:{dag_id}.{self.task_id}" if dag_id else f"opsera:{self.task_id}"
+        )
+        self.outlets = [*self.outlets, self.asset_alias]
+        self._lineage: dict[str, str] = {}
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        from airflow_provider_opsera.hooks.opsera import OpseraHook
+
+        lo, hi = self._interval()
+        filters = validate_filters(self.log_type, self._rendered_filters())
+        schema, table = _identifier(self.schema, "schema"), _identifier(self.table, "table")
+        opsera = OpseraHook(opsera_conn_id=self.opsera_conn_id)
+        postgres = PostgresHook(postgres_conn_id=self.postgres_conn_id)
+        mapper = RowMapper(self.log_type, self.on_type_mismatch)
+        what = f"Opsera {self.log_type.value} [{lo.isoformat()}, {hi.isoformat()}) -> {schema}.{table}"
+        progress = Progress(self.log, what)
+        self.log.info("Loading %s.", what)
+
+        batches = opsera.iter_log_batches(self.log_type, lo, hi, filters, raw=True)
+        try:
+            with closing(postgres.get_conn()) as conn:
+                result = load_records(
+                    conn,
+                    mapper,
+                    batches,
+                    schema,
+                    table,
+                    on_batch=lambda n: progress.add(n, opsera.last_stats),
+                )
+        finally:
+            batches.close()  # type: ignore[attr-defined]  # a generator: stops the extraction's threads
+            opsera.close()
+        self._report(what, result, mapper, progress, opsera)
+
+        connection = postgres.connection
+        database = postgres.database or connection.schema or connection.login
+        uri = postgres_asset_uri(connection.host, connection.port, database, schema, table)
+        self._lineage = {
+            "uri": uri,
+            "opsera": opsera.settings.base_url,
+            "path": endpoint_for(self.log_type).path,
+        }
+        extra: dict[str, Any] = {
+            "rows": result.rows,
+            "start": lo.isoformat(),
+            "end": hi.isoformat(),
+            "log_type": self.log_type.value,
+        }
+        context["outlet_events"][self.asset_alias].add(Asset(uri=uri), extra=extra)
+        return {
+            "rows": result.rows,
+            "table": f"{schema}.{table}",
+            "inserted": result.inserted,
+            "updated": result.updated,
+        }
+
+    def _interval(self) -> tuple[Any, Any]:
+        for name, value in (("start", self.start), ("end", self.end)):
+            if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
+                raise ValueError(
+                    f"{name} rendered as {value!r}: this run has no data interval. Give the DAG a timetable with "
+                    "data intervals (e.g. CronDataIntervalTimetable), or pass start and end."
+                )
+        return parse_interval(self.start, self.end)
+
+    def _rendered_filters(self) -> dict[str, Any] | None:
+        if self.filters is None:
+            return None
+        if not isinstance(self.filters, Mapping):
+            raise ValueError(
+                f"filters must be a dict (template its values, not the whole dict), not {self.filters!r}."
+            )
+        return _blank_to_none(self.filters)
+
+    def _report(
+        self, what: str, result: LoadResult, mapper: RowMapper, progress: Progress, opsera: Any
+    ) -> None:
+        self.log.info(
+            "Loaded %s: %d rows (%d new, %d changed, %d unchanged)%s; %s.",
+            what,
+            result.rows,
+            result.inserted,
+            result.updated,
+            result.unchanged,
+            ", table created" if result.created else "",
+            progress.summary(opsera.last_stats),
+        )
+        if mapper.mismatches:
+            examples = "; ".join(f"_id={i} {f}: {got}" for i, f, got in mapper.examples)
+            self.log.warning(
+                "Kept only in raw (unexpected type): %s. E.g. %s.",
+                ", ".join(f"{f} x{n}" for f, n in mapper.mismatches.most_common()),
+                examples,
+            )
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """The Opsera endpoint as input, the table as output (OpenLineage provider imported only here)."""
+        from urllib.parse import urlsplit
+
+        from airflow.providers.common.compat.openlineage.facet import (
+            Dataset,
+            SchemaDatasetFacet,
+            SchemaDatasetFacetFields,
+        )
+        from airflow.providers.openlineage.extractors import OperatorLineage
+
+        if not self._lineage:
+            return OperatorLineage()
+        parsed = urlsplit(self._lineage["uri"])
+        _, database, schema, table = parsed.path.split("/")
+        layout = RowMapper(self.log_type).layout
+        fields = [SchemaDatasetFacetFields(name=c.name, type=c.sql_type) for c in layout.columns]
+        fields.append(SchemaDatasetFacetFields(name="loaded_at", type="timestamptz"))
+        return OperatorLineage(
+            inputs=[Dataset(namespace=self._lineage["opsera"], name=self._lineage["path"])],
+            outputs=[
+                Dataset(
+                    namespace=f"postgres://{parsed.netloc}",
+                    name=f"{database}.{schema}.{table}",
+                    facets={"schema": SchemaDatasetFacet(fields=fields)},
+                )
+            ],
+        )
+
+
+def _blank_to_none(filters: Mapping[str, Any]) -> dict[str, Any]:
+    """A filter value (template) that is or rendered nothing (``""``, ``"None"``) filters on nothing."""
+    return {k: None if isinstance(v, str) and v.strip() in ("", "None") else v for k, v in filters.items()}
+
+
+def _templated(value: Any) -> bool:
+    return isinstance(value, str) and "{{" in value
+
+
+def _identifier(value: Any, what: str) -> str:
+    """A schema or table name as rendered: any text is safe (it is quoted), but it must be one name."""
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{what} must be a non-empty name, not {value!r}.")
+    if len(value.encode()) > 63:
+        raise ValueError(f"{what} {value!r} is longer than PostgreSQL's 63-byte identifier limit.")
+    return value

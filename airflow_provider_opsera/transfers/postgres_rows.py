@@ -1,0 +1,275 @@
+"""From one record's JSON bytes to one table row: pure, driven by the catalogue's field kinds.
+
+A row is ``(_id, created_at, <known fields...>, raw)`` in ``TableLayout.staged`` order: ``raw`` is the
+record's JSON text exactly as the API sent it (unknown fields included); the typed columns are decoded from it.
+jsonb fields are checked here but not staged: the upsert takes them from ``raw`` by the same rule. A known
+field whose value has the wrong type is an :class:`OpseraRecordError` naming the record's ``_id`` and the
+field, unless the mapper was told to keep such values only in ``raw`` (``on_type_mismatch="raw_only"``), in
+which case its column is NULL.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Annotated, Any, Literal
+
+import msgspec
+
+from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
+from airflow_provider_opsera.exceptions import OpseraError
+from airflow_provider_opsera.responses import Record
+from airflow_provider_opsera.timeutils import to_utc
+from airflow_provider_opsera.transfers.postgres_table import TableLayout, layout_for
+
+OnTypeMismatch = Literal["fail", "raw_only"]
+ON_TYPE_MISMATCH: tuple[str, ...] = ("fail", "raw_only")
+
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+_UTC = dt.timezone.utc
+_MISMATCH = object()
+
+
+class OpseraRecordError(OpseraError, ValueError):
+    """A record that cannot be loaded as it is: a known field with an unexpected type, or a value PostgreSQL
+    cannot store. ``record_id`` and ``field`` name the culprit."""
+
+    def __init__(self, message: str, record_id: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.field = field
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.record_id, self.field))
+
+
+_KIND_WORDS = {
+    TEXT: "a string",
+    INTEGER: "an integer",
+    TIMESTAMP: "an ISO 8601 time",
+    JSON: "an object or array",
+}
+
+
+def describe(value: Any) -> str:
+    """How a decoded JSON value reads in an error message: its JSON type and a short excerpt."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return f"a boolean ({'true' if value else 'false'})"
+    if isinstance(value, int):
+        return f"an integer ({value})"
+    if isinstance(value, float):
+        return f"a number ({value!r})"
+    if isinstance(value, str):
+        text = value if len(value) <= 40 else value[:37] + "..."
+        return f"a string ({text!r})"
+    if isinstance(value, msgspec.Raw):
+        return describe(msgspec.json.decode(value))
+    text = msgspec.json.encode(value).decode()
+    text = text if len(text) <= 40 else text[:37] + "..."
+    return f"{'an array' if isinstance(value, list) else 'an object'} ({text})"
+
+
+# -- one value of each kind -------------------------------------------------------------------------------
+def _text(value: Any) -> Any:
+    return value if value is None or isinstance(value, str) else _MISMATCH
+
+
+def _integer(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX:
+        return value
+    return _MISMATCH
+
+
+def _timestamp(value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, str):
+        try:
+            moment = dt.datetime.fromisoformat(value[:-1] + "+00:00" if value.endswith("Z") else value)
+        except ValueError:
+            # Other ISO 8601 forms (basic, week dates), but with a date: pendulum reads "10:00" as today.
+            if len(value) < 8 or not value[:4].isdigit():
+                return _MISMATCH
+            try:
+                moment = to_utc(value)
+            except ValueError:
+                return _MISMATCH
+    else:
+        return _MISMATCH
+    # Naive means UTC, as everywhere in the provider (the session's time zone must not decide).
+    return moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment
+
+
+def _json(value: Any) -> Any:
+    """A ``msgspec.Raw`` object or array passes (the upsert takes it from ``raw``); JSON ``null`` or absent is
+    NULL; anything else is a mismatch. The same rule as :func:`postgres_sql.from_raw`."""
+    if value is None:
+        return None
+    data = bytes(value).strip()
+    if data[:1] in (b"{", b"["):
+        return value
+    return None if data == b"null" else _MISMATCH
+
+
+_CHECKS = {TEXT: _text, INTEGER: _integer, TIMESTAMP: _timestamp, JSON: _json}
+
+
+# -- decoders -------------------------------------------------------------------------------------------
+def _strict_type(kind: str) -> Any:
+    """The msgspec type that accepts exactly the well-typed values of a kind (the fast path)."""
+    if kind == INTEGER:
+        return Annotated[int, msgspec.Meta(ge=INT_MIN, le=INT_MAX)] | None
+    if kind == TIMESTAMP:
+        return dt.datetime | None
+    if kind == JSON:
+        return msgspec.Raw  # checked and decoded to text after; a Raw field never fails decoding
+    return str | None
+
+
+def _struct(name: str, kinds: Sequence[tuple[str, str]], strict: bool) -> type[msgspec.Struct]:
+    # Field names are positional (f0, f1, ...): JSON names like ``__v`` are not valid struct attributes.
+    fields = [
+        (
+            f"f{i}",
+            _strict_type(kind) if strict or kind == JSON else Any,
+            msgspec.field(name=field, default=None),
+        )
+        for i, (field, kind) in enumerate(kinds)
+    ]
+    return msgspec.defstruct(name, fields, gc=False)
+
+
+class RowMapper:
+    """Turns records of one log type into staged rows: ``TableLayout.staged`` order, every value checked.
+
+    :param log_type: the log type whose catalogue fields become typed columns.
+    :param on_type_mismatch: ``"fail"`` (default) raises :class:`OpseraRecordError` for a known field with an
+        unexpected type; ``"raw_only"`` loads NULL in its column instead (the value stays in ``raw``) and
+        counts it in :attr:`mismatches`.
+    """
+
+    def __init__(
+        self, log_type: OpseraLogType | str, on_type_mismatch: OnTypeMismatch | str = "fail"
+    ) -> None:
+        if on_type_mismatch not in ON_TYPE_MISMATCH:
+            raise ValueError(
+                f"on_type_mismatch must be one of {', '.join(ON_TYPE_MISMATCH)}, not {on_type_mismatch!r}."
+            )
+        self.layout: TableLayout = layout_for(log_type)
+        self.on_type_mismatch = on_type_mismatch
+        kinds = [(c.field or "", c.kind) for c in self.layout.fields]
+        self._fields = [f for f, _ in kinds]
+        self._checks = [_CHECKS[k] for _, k in kinds]
+        self._kinds = [k for _, k in kinds]
+        self._strict = msgspec.json.Decoder(_struct("StrictRecord", kinds, strict=True))
+        self._loose = msgspec.json.Decoder(_struct("LooseRecord", kinds, strict=False))
+        # After a strict decode only these still need work: jsonb objects checked, naive times made UTC.
+        self._fixups = [(i, _CHECKS[k]) for i, (_, k) in enumerate(kinds) if k in (JSON, TIMESTAMP)]
+        # jsonb fields are checked but not staged: the upsert takes them from raw.
+        self._staged = [i for i, (_, k) in enumerate(kinds) if k != JSON]
+        #: ``raw_only`` mode: how many values of each field were kept only in ``raw``.
+        self.mismatches: Counter[str] = Counter()
+        #: ``raw_only`` mode: the first few ``(_id, field, value description)`` kept only in ``raw``.
+        self.examples: list[tuple[str, str, str]] = []
+
+    @property
+    def log_type(self) -> OpseraLogType:
+        return self.layout.log_type
+
+    def row(self, record: Record) -> tuple[Any, ...]:
+        """The staged row of one record (``payload`` as the API's JSON bytes, or a dict): ``_id``,
+        ``created_at``, the fields other than jsonb ones, and ``raw``, the record's JSON text."""
+        data = record.payload
+        if not isinstance(data, (bytes, bytearray, memoryview)):
+            data = msgspec.json.encode(data)
+        data = bytes(data)
+        if b"\\u0000" in data:
+            self._refuse_nul(record.id, data)
+        try:
+            values = list(msgspec.structs.astuple(self._strict.decode(data)))
+        except msgspec.ValidationError:
+            values = self._checked(record.id, data)
+        else:
+            for i, check in self._fixups:
+                value = check(values[i])
+                values[i] = value if value is not _MISMATCH else self._mismatch(record.id, i, values[i])
+        return (record.id, record.key, *[values[i] for i in self._staged], data.decode())
+
+    def rows(self, records: Iterable[Record]) -> Iterator[tuple[Any, ...]]:
+        for record in records:
+            yield self.row(record)
+
+    def _checked(self, record_id: str, data: bytes) -> list[Any]:
+        """The slow path: some field failed the strict decode; find which, and fail or keep it in raw."""
+        try:
+            decoded = msgspec.structs.astuple(self._loose.decode(data))
+        except msgspec.ValidationError as err:  # not an object at all: the hook checks that, so rare
+            raise OpseraRecordError(
+                f"{self.log_type.value} record _id={record_id} is not a JSON object ({err}).", record_id
+            ) from None
+        values = []
+        for i, (check, value) in enumerate(zip(self._checks, decoded, strict=True)):
+            checked = check(value)
+            values.append(checked if checked is not _MISMATCH else self._mismatch(record_id, i, value))
+        return values
+
+    def _mismatch(self, record_id: str, index: int, value: Any) -> Any:
+        field, kind = self._fields[index], self._kinds[index]
+        got = describe(value)
+        if kind == INTEGER and isinstance(value, int) and not isinstance(value, bool):
+            got += ", outside the integer column's range"
+        if self.on_type_mismatch == "fail":
+            raise OpseraRecordError(
+                f"{self.log_type.value} record _id={record_id}: field {field!r} should be "
+                f"{_KIND_WORDS[kind]} (column type {kind}) but is {got}. The API's schema seems to have "
+                'changed; pass on_type_mismatch="raw_only" to load such values only in the raw column.',
+                record_id,
+                field,
+            )
+        self.mismatches[field] += 1
+        if len(self.examples) < 5:
+            self.examples.append((record_id, field, got))
+        return None
+
+    def _refuse_nul(self, record_id: str, data: bytes) -> None:
+        """PostgreSQL can store neither NUL in text nor ``\\u0000`` in jsonb: say which record has one."""
+
+        def has_nul(value: Any) -> bool:
+            if isinstance(value, str):
+                return "\x00" in value
+            if isinstance(value, dict):
+                return any(has_nul(k) or has_nul(v) for k, v in value.items())
+            if isinstance(value, list):
+                return any(has_nul(v) for v in value)
+            return False
+
+        if has_nul(msgspec.json.decode(data)):
+            raise OpseraRecordError(
+                f"{self.log_type.value} record _id={record_id} contains the character \\u0000, which PostgreSQL "
+                "cannot store in a text or jsonb column.",
+                record_id,
+            )
+
+
+# -- COPY text format, for drivers without psycopg 3's write_row ---------------------------------------------
+def copy_text(value: Any) -> str:
+    """One value in PostgreSQL's COPY text format (``\\N`` for NULL, backslash escapes)."""
+    if value is None:
+        return "\\N"
+    if isinstance(value, str):
+        return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    return str(value)
+
+
+def copy_line(row: Sequence[Any]) -> str:
+    """One row as a line of COPY text format."""
+    return "\t".join(map(copy_text, row)) + "\n"

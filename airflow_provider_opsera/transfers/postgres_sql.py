@@ -1,0 +1,133 @@
+"""The SQL of a load, composed with :mod:`psycopg.sql` so every schema, table and column name is quoted safely.
+
+Pure: these functions build statements; :mod:`postgres_load` runs them.
+"""
+
+from __future__ import annotations
+
+from psycopg import sql
+
+from airflow_provider_opsera.transfers.postgres_table import LOADED_AT, Column, TableLayout
+
+#: First key of the advisory lock taken around the upsert (the second is the table's name hash), so that
+#: concurrent loads into one table create it once and upsert one after the other.
+LOCK_NAMESPACE = 0x0F5E4A  # "opsera"
+
+#: Existing columns of a table (none if the table does not exist). Parameters: schema, table.
+EXISTING_COLUMNS = sql.SQL(
+    "SELECT a.attname FROM pg_catalog.pg_attribute a "
+    "JOIN pg_catalog.pg_class c ON c.oid = a.attrelid "
+    "JOIN pg_catalog.pg_namespace n ON n.oid = c.relnamespace "
+    "WHERE n.nspname = %s AND c.relname = %s AND c.relkind IN ('r', 'p') AND a.attnum > 0 AND NOT a.attisdropped"
+)
+#: Whether a schema exists. Parameter: schema.
+SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s")
+#: Serialises loads into one table until commit. Parameter: ``schema.table``.
+LOCK_TABLE = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext(%s))").format(sql.Literal(LOCK_NAMESPACE))
+
+
+def target(schema: str, table: str) -> sql.Identifier:
+    return sql.Identifier(schema, table)
+
+
+def _names(columns: tuple[Column, ...], prefix: str | None = None) -> sql.Composed:
+    if prefix is None:
+        return sql.SQL(", ").join(sql.Identifier(c.name) for c in columns)
+    return sql.SQL(", ").join(sql.Identifier(prefix, c.name) for c in columns)
+
+
+def _definition(column: Column) -> sql.Composed:
+    if column.name == "_id":
+        return sql.SQL("{} text PRIMARY KEY").format(sql.Identifier(column.name))
+    not_null = " NOT NULL" if column.name in ("created_at", "raw") else ""
+    return sql.SQL("{} " + column.sql_type + not_null).format(sql.Identifier(column.name))
+
+
+def create_schema(schema: str) -> sql.Composed:
+    return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
+
+
+def create_table(layout: TableLayout, schema: str, table: str) -> sql.Composed:
+    columns: list[sql.Composable] = [_definition(c) for c in layout.columns]
+    columns.append(sql.SQL("loaded_at timestamptz NOT NULL DEFAULT now()"))
+    return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
+        target(schema, table), sql.SQL(", ").join(columns)
+    )
+
+
+def create_indexes(layout: TableLayout, schema: str, table: str) -> list[sql.Composed]:
+    return [
+        sql.SQL("CREATE INDEX IF NOT EXISTS {} ON {} ({})").format(
+            sql.Identifier(layout.index_name(table, columns)),
+            target(schema, table),
+            sql.SQL(", ").join(map(sql.Identifier, columns)),
+        )
+        for columns in layout.indexes
+    ]
+
+
+def add_column(schema: str, table: str, column: Column) -> sql.Composed:
+    """For a table created before the catalogue knew this field: old rows keep NULL there."""
+    return sql.SQL("ALTER TABLE {} ADD COLUMN IF NOT EXISTS {} " + column.sql_type).format(
+        target(schema, table), sql.Identifier(column.name)
+    )
+
+
+def create_staging(layout: TableLayout, staging: str) -> sql.Composed:
+    """The temporary table COPY writes into: no constraints (fast), dropped with the transaction."""
+    columns = sql.SQL(", ").join(
+        sql.SQL("{} " + c.sql_type).format(sql.Identifier(c.name)) for c in layout.staged
+    )
+    return sql.SQL("CREATE TEMPORARY TABLE {} ({}) ON COMMIT DROP").format(sql.Identifier(staging), columns)
+
+
+def copy_into(layout: TableLayout, staging: str) -> sql.Composed:
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(staging), _names(layout.staged))
+
+
+def from_raw(column: Column) -> sql.Composed:
+    """A jsonb field's value, taken from ``raw``: an object or array as it is, anything else NULL (the row
+    mapper has already failed the load, or counted the value as kept only in raw, for a non-null scalar)."""
+    value = sql.SQL("{} -> {}").format(sql.Identifier("raw"), sql.Literal(column.field))
+    return sql.SQL("CASE WHEN jsonb_typeof({0}) IN ('object', 'array') THEN {0} END").format(value)
+
+
+def duplicate_id(staging: str) -> sql.Composed:
+    """An ``_id`` staged more than once, if any: a hash aggregate over the ids, cheaper than sorting rows."""
+    return sql.SQL("SELECT _id FROM {} GROUP BY _id HAVING count(*) > 1 LIMIT 1").format(
+        sql.Identifier(staging)
+    )
+
+
+def upsert(layout: TableLayout, schema: str, table: str, staging: str) -> sql.Composed:
+    """One ``INSERT ... ON CONFLICT (_id) DO UPDATE`` from the staging table; returns (inserted, updated).
+
+    Rows whose content is unchanged are left alone (no new row version, ``loaded_at`` kept), so a rerun
+    changes nothing. Rows go in staging (API) order, unsorted: sorting the wide rows spills to disk and adds
+    a fifth to the statement, and the advisory lock (:data:`LOCK_TABLE`) already keeps concurrent loads from
+    deadlocking. :func:`duplicate_id` has made sure no ``_id`` was staged twice.
+    """
+    columns = layout.columns
+    updated = [c for c in columns if c.name != "_id"]
+    assignments = sql.SQL(", ").join(
+        sql.SQL("{0} = EXCLUDED.{0}").format(sql.Identifier(c.name)) for c in (*updated, LOADED_AT)
+    )
+    return sql.SQL(
+        "WITH upserted AS ("
+        "INSERT INTO {target} AS t ({names}, loaded_at) "
+        "SELECT {values}, now() FROM {staging} "
+        "ON CONFLICT (_id) DO UPDATE SET {assignments} "
+        "WHERE ({old}) IS DISTINCT FROM ({new}) "
+        "RETURNING (t.xmax = 0) AS inserted"
+        ") SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM upserted"
+    ).format(
+        target=target(schema, table),
+        names=_names(columns),
+        values=sql.SQL(", ").join(
+            from_raw(c) if c in layout.derived else sql.Identifier(c.name) for c in columns
+        ),
+        staging=sql.Identifier(staging),
+        assignments=assignments,
+        old=_names(tuple(updated), "t"),
+        new=_names(tuple(updated), "excluded"),
+    )

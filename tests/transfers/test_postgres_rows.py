@@ -1,0 +1,270 @@
+"""The Postgres table layout and row mapping: pure, no database (those tests are in test_postgres_load.py)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from airflow_provider_opsera.catalogue import ENDPOINTS, INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
+from airflow_provider_opsera.responses import Record
+from airflow_provider_opsera.timeutils import to_utc
+from airflow_provider_opsera.transfers.postgres_rows import (
+    INT_MAX,
+    INT_MIN,
+    OpseraRecordError,
+    RowMapper,
+    copy_line,
+    copy_text,
+)
+from airflow_provider_opsera.transfers.postgres_table import (
+    MAX_IDENTIFIER,
+    column_name,
+    default_table,
+    layout_for,
+)
+
+UTC = dt.timezone.utc
+PIPELINE = {
+    "_id": "61d5f0b7c1c0f1a2b3c4d5e6",
+    "user_id": "60157c8c70628140f776e359",
+    "pipeline_id": "611e7dca57f4eff66e9db084",
+    "tool_identifier": "consumer.response",
+    "step_id": "611508513ce36642d3180dc8",
+    "step_index": 2,
+    "step_name": "anchore",
+    "step_configuration": {"tool": "event based automation", "topic": "opsera.pipeline.response"},
+    "action": "start confirmation",
+    "api_response": {"status": "analyzing", "runCount": 12},
+    "message": "Anchore Scan Started Successfully",
+    "status": "analyzing",
+    "run_count": 12,
+    "type": "sdlc",
+    "createdAt": "2024-05-09T10:11:12.345Z",
+    "updatedAt": "2024-05-09T10:11:13.000Z",
+    "__v": 0,
+}
+
+
+def record(payload: dict[str, Any] | bytes, rid: str = PIPELINE["_id"]) -> Record:
+    data = payload if isinstance(payload, bytes) else json.dumps(payload, separators=(",", ":")).encode()
+    return Record(rid, "2024-05-09T10:11:12.345000Z", "sdlc", data)
+
+
+def as_dict(mapper: RowMapper, row: tuple[Any, ...]) -> dict[str, Any]:
+    return {c.name: v for c, v in zip(mapper.layout.staged, row, strict=True)}
+
+
+# -- layout -----------------------------------------------------------------------------------------------
+def test_layout_has_the_fixed_columns_and_one_typed_column_per_catalogue_field():
+    for log_type, endpoint in ENDPOINTS.items():
+        layout = layout_for(log_type)
+        names = [c.name for c in layout.columns]
+        assert names[:2] == ["_id", "created_at"] and names[-1] == "raw"
+        assert [c.field for c in layout.fields] == list(endpoint.fields)
+        assert {c.name: c.sql_type for c in layout.columns}["created_at"] == "timestamptz"
+        assert ("created_at",) in layout.indexes
+
+
+def test_pipeline_activity_columns_and_indexes():
+    layout = layout_for("pipeline_activity")
+    types = {c.name: c.sql_type for c in layout.columns}
+    assert types["run_count"] == "integer" and types["step_configuration"] == "jsonb"
+    assert types["updated_at"] == "timestamptz" and types["__v"] == "integer" and types["raw"] == "jsonb"
+    assert ("pipeline_id", "run_count") in layout.indexes
+
+
+def test_names():
+    assert column_name("updatedAt") == "updated_at"
+    assert column_name("user_email") == "user_email"
+    assert column_name("__v") == "__v"
+    assert default_table(OpseraLogType.TOKEN_ACTIVITY) == "opsera_token_activity_logs"
+    layout = layout_for("audit")
+    long = layout.index_name("t" * 60, ("user_id", "created_at"))
+    assert len(long) <= MAX_IDENTIFIER and long != layout.index_name("t" * 61, ("user_id", "created_at"))
+
+
+# -- mapping --------------------------------------------------------------------------------------------
+def test_a_documented_record_maps_to_typed_values_and_keeps_its_bytes_in_raw():
+    mapper = RowMapper("pipeline_activity")
+    rec = record(PIPELINE)
+    row = as_dict(mapper, mapper.row(rec))
+    assert row["_id"] == PIPELINE["_id"] and row["created_at"] == rec.key
+    assert row["run_count"] == 12 and row["step_index"] == 2 and row["__v"] == 0
+    assert row["updated_at"] == dt.datetime(2024, 5, 9, 10, 11, 13, tzinfo=UTC)
+    assert row["raw"] == rec.payload.decode()
+    # jsonb fields are checked here but taken from raw by the upsert, so the server parses the JSON once.
+    assert "step_configuration" not in row and "api_response" not in row
+
+
+def test_unknown_fields_stay_in_raw_and_missing_or_null_fields_are_null():
+    mapper = RowMapper("pipeline_activity")
+    payload = {**PIPELINE, "new_field": {"x": 1}, "message": None, "api_response": None}
+    del payload["step_name"]
+    row = as_dict(mapper, mapper.row(record(payload)))
+    assert row["message"] is None and row["step_name"] is None
+    assert json.loads(row["raw"])["new_field"] == {"x": 1}
+
+
+def test_naive_times_are_read_as_utc_and_offsets_are_kept():
+    mapper = RowMapper("audit")
+    base = {"_id": "a", "createdAt": "2024-05-09T10:00:00.000Z"}
+    for text, expected in [
+        ("2024-05-09T10:00:00", dt.datetime(2024, 5, 9, 10, tzinfo=UTC)),
+        ("2024-05-09T12:00:00+02:00", dt.datetime(2024, 5, 9, 10, tzinfo=UTC)),
+        ("2024-05-09T10:00:00.5Z", dt.datetime(2024, 5, 9, 10, 0, 0, 500000, tzinfo=UTC)),
+    ]:
+        value = as_dict(mapper, mapper.row(record({**base, "updatedAt": text}, "a")))["updated_at"]
+        assert value == expected and value.tzinfo is not None  # the same instant; timestamptz stores UTC
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "words"),
+    [
+        ("run_count", "12", "should be an integer (column type integer) but is a string ('12')"),
+        ("run_count", True, "but is a boolean (true)"),
+        ("run_count", 12.5, "but is a number (12.5)"),
+        ("run_count", 2**31, "outside the integer column's range"),
+        ("user_id", 42, "should be a string (column type text) but is an integer (42)"),
+        ("updatedAt", "yesterday", "should be an ISO 8601 time"),
+        ("updatedAt", 1715250000, "but is an integer (1715250000)"),
+        ("step_configuration", "jenkins", "should be an object or array (column type jsonb) but is a string"),
+        ("status", {"code": 1}, 'but is an object ({"code":1})'),
+    ],
+)
+def test_a_known_field_of_the_wrong_type_is_an_error_naming_the_record_and_field(field, value, words):
+    mapper = RowMapper("pipeline_activity")
+    with pytest.raises(OpseraRecordError) as err:
+        mapper.row(record({**PIPELINE, field: value}))
+    assert err.value.record_id == PIPELINE["_id"] and err.value.field == field
+    message = str(err.value)
+    assert f"_id={PIPELINE['_id']}" in message and repr(field) in message and words in message
+    assert 'on_type_mismatch="raw_only"' in message
+
+
+def test_raw_only_keeps_a_mistyped_value_in_raw_and_counts_it():
+    mapper = RowMapper("pipeline_activity", on_type_mismatch="raw_only")
+    row = as_dict(mapper, mapper.row(record({**PIPELINE, "run_count": "twelve", "step_index": 3})))
+    assert row["run_count"] is None and row["step_index"] == 3
+    assert json.loads(row["raw"])["run_count"] == "twelve"
+    assert mapper.mismatches == {"run_count": 1}
+    assert mapper.examples == [(PIPELINE["_id"], "run_count", "a string ('twelve')")]
+
+
+def test_a_nul_character_is_refused_by_name_but_an_escaped_backslash_u_is_fine():
+    mapper = RowMapper("audit")
+    with pytest.raises(OpseraRecordError, match=r"_id=n1 contains the character \\u0000"):
+        mapper.row(record(b'{"_id":"n1","createdAt":"2024-05-09T10:00:00.000Z","action":"a\\u0000b"}', "n1"))
+    text = b'{"_id":"n2","createdAt":"2024-05-09T10:00:00.000Z","action":"C:\\\\u0000"}'
+    assert as_dict(mapper, mapper.row(record(text, "n2")))["action"] == "C:\\u0000"
+
+
+def test_dict_payloads_are_accepted_too():
+    mapper = RowMapper("pipeline_activity")
+    rec = Record(PIPELINE["_id"], "2024-05-09T10:11:12.345000Z", "sdlc", PIPELINE)
+    assert json.loads(as_dict(mapper, mapper.row(rec))["raw"]) == PIPELINE
+
+
+def test_on_type_mismatch_is_checked():
+    with pytest.raises(ValueError, match="on_type_mismatch must be one of fail, raw_only"):
+        RowMapper("audit", on_type_mismatch="ignore")
+
+
+# -- property: every value maps to its column type, or to an error naming the record and field ------------
+_KEYS = st.text(max_size=5).filter(lambda s: "\x00" not in s)
+_JSON_SCALARS = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**40), max_value=2**40),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12).filter(lambda s: "\x00" not in s),
+    st.sampled_from(["2024-05-09T10:00:00.000Z", "2024-05-09", "2024-13-40T00:00:00Z", "12", "null"]),
+)
+_JSON_VALUES = st.recursive(
+    _JSON_SCALARS,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(_KEYS, inner, max_size=3),
+    max_leaves=6,
+)
+
+
+def _well_typed(kind: str, value: Any) -> bool:
+    if value is None:
+        return True
+    if kind == TEXT:
+        return isinstance(value, str)
+    if kind == INTEGER:
+        return isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX
+    if kind == JSON:
+        return isinstance(value, (dict, list))
+    if not isinstance(value, str):
+        return False
+    try:  # ISO 8601 with a date, in Python's or pendulum's reading
+        dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return True
+    except ValueError:
+        pass
+    try:
+        return len(value) >= 8 and value[:4].isdigit() and bool(to_utc(value))
+    except ValueError:
+        return False
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    log_type=st.sampled_from(list(OpseraLogType)),
+    data=st.data(),
+    mode=st.sampled_from(["fail", "raw_only"]),
+)
+def test_every_field_maps_to_its_type_or_names_the_culprit(log_type, data, mode):
+    layout = layout_for(log_type)
+    fields = {c.field: c.kind for c in layout.fields}
+    chosen = data.draw(st.dictionaries(st.sampled_from(sorted(fields)), _JSON_VALUES, max_size=len(fields)))
+    payload = {"_id": "r1", **chosen, "createdAt": "2024-05-09T10:00:00.000Z", "extra": 1}
+    mapper = RowMapper(log_type, on_type_mismatch=mode)
+    bad = [f for f in layout.fields if f.field in chosen and not _well_typed(f.kind, chosen[f.field])]
+    try:
+        row = as_dict(mapper, mapper.row(record(payload, "r1")))
+    except OpseraRecordError as err:
+        assert mode == "fail" and bad and err.record_id == "r1" and err.field == bad[0].field
+        return
+    assert mode == "raw_only" or not bad
+    assert json.loads(row["raw"]) == payload
+    for column in layout.fields:
+        if column.kind == JSON:  # checked above (bad), filled from raw by the upsert
+            assert column.name not in row
+            continue
+        value, given_value = row[column.name], chosen.get(column.field or "")
+        if column in bad or given_value is None:
+            assert value is None
+        elif column.kind == TIMESTAMP:
+            assert isinstance(value, dt.datetime) and value.tzinfo is not None
+        else:
+            assert value == given_value
+    assert sum(mapper.mismatches.values()) == (len(bad) if mode == "raw_only" else 0)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.dictionaries(st.sampled_from(sorted(ENDPOINTS[OpseraLogType.PIPELINE_ACTIVITY].fields)), _JSON_VALUES)
+)
+def test_the_fast_path_and_the_checked_path_agree(chosen):
+    mapper = RowMapper("pipeline_activity", on_type_mismatch="raw_only")
+    data = msgspec.json.encode({"_id": "r1", **chosen, "createdAt": "2024-05-09T10:00:00.000Z"})
+    fast = mapper.row(record(data, "r1"))[2:-1]
+    checked = mapper._checked("r1", data)
+    assert tuple(checked[i] for i in mapper._staged) == fast
+
+
+# -- COPY text format -------------------------------------------------------------------------------------
+def test_copy_text_escapes_what_copy_treats_specially():
+    assert copy_text(None) == "\\N"
+    assert copy_text("a\tb\nc\rd\\e") == "a\\tb\\nc\\rd\\\\e"
+    assert copy_text("\\N") == "\\\\N"  # the text "\N", not NULL
+    assert copy_text(7) == "7"
+    assert copy_text(dt.datetime(2024, 5, 9, tzinfo=UTC)) == "2024-05-09T00:00:00+00:00"
+    assert copy_line(["x", None, 1]) == "x\t\\N\t1\n"
