@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -117,7 +118,7 @@ def _number(
         return default
     try:
         number = float(value)
-        if integer and number != int(number):
+        if not math.isfinite(number) or (integer and number != int(number)):
             raise ValueError
     except (TypeError, ValueError):
         kind = "an integer" if integer else "a number"

@@ -94,6 +94,8 @@ class _Window:
     pages: int = 0
     outstanding: int = 0
     planned: bool = False
+    #: Whether the last planned page came back full (there may be more than the total says).
+    last_full: bool = False
 
 
 @dataclass(eq=False)
@@ -320,6 +322,8 @@ class Extraction:
                 self._push(
                     _Task(window.piece, self._page_params(window.piece, n), "page", window=window, page=n)
                 )
+        if task.page >= window.pages:
+            window.last_full = len(page.records) >= size
         out = []
         received, prior = window.received, window.prior
         lo, hi = window.piece.lo_key, window.piece.hi_key
@@ -337,6 +341,19 @@ class Extraction:
         return out
 
     def _finish_window(self, window: _Window) -> None:
+        if len(window.received) > window.total and window.last_full:
+            # More distinct records than the total, and a full last page: the total under-reports.
+            window.pages += 1
+            self._push(
+                _Task(
+                    window.piece,
+                    self._page_params(window.piece, window.pages),
+                    "page",
+                    window=window,
+                    page=window.pages,
+                )
+            )
+            return
         if len(window.received) >= window.total:
             window.received = set()  # let the ids go; nothing later refers to this window
             return

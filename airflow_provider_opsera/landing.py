@@ -95,6 +95,18 @@ class _Publisher:
         handle: BinaryIO = self.fs.open(temp, "wb")
 
         def done(ok: bool) -> None:
+            if not ok and not self.local:
+                # Closing an object-store file commits the upload: abandon it instead, and remove whatever
+                # part of it may have been committed already.
+                discard = getattr(handle, "discard", None)
+                try:
+                    if discard is not None:
+                        discard()
+                    else:
+                        handle.close()
+                finally:
+                    self.remove(target)
+                return
             handle.close()
             if not self.local:
                 return

@@ -87,7 +87,16 @@ def _split(endpoint: Endpoint, value: Any) -> str | None:
 def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False) -> Page:
     """Decode and check one response body; records come as dicts, or as their JSON bytes with ``raw``."""
     try:
+        if raw:
+            # Raw records are passed on unparsed: make sure they are text a JSON reader will accept.
+            body.decode("utf-8")
         envelope = (_raw_decoder if raw else _dict_decoder).decode(body)
+    except UnicodeDecodeError as err:
+        raise MalformedResponseError(
+            f"{endpoint.log_type.value}: the response is not valid UTF-8 ({err.reason} at byte {err.start}).",
+            url=url,
+            body=excerpt(body),
+        ) from None
     except msgspec.ValidationError as err:
         raise MalformedResponseError(
             f'{endpoint.log_type.value}: the response is JSON but not {{"count": n, "data": [...]}} ({err}).',

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import calendar
 import datetime as dt
+import re
 from typing import Any
 
 import pendulum
@@ -13,6 +15,13 @@ UTC = pendulum.UTC
 
 def to_utc(value: Any, name: str = "time") -> DateTime:
     """A datetime, pendulum DateTime or ISO 8601 string as a UTC DateTime; naive means UTC."""
+    try:
+        return _to_utc(value, name)
+    except OverflowError:
+        raise ValueError(f"{name}={value!r} is outside the years 1-9999 in UTC.") from None
+
+
+def _to_utc(value: Any, name: str) -> DateTime:
     if isinstance(value, DateTime):
         return value.in_timezone(UTC) if value.tzinfo is not None else value.replace(tzinfo=UTC)
     if isinstance(value, dt.datetime):
@@ -49,23 +58,36 @@ def parse_interval(start: Any, end: Any) -> tuple[DateTime, DateTime]:
 
 def sort_key(moment: DateTime) -> str:
     """The comparable text form of a moment: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``."""
-    return moment.in_timezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    m = moment.in_timezone(UTC)
+    # Not strftime: it does not zero-pad years before 1000 on every platform.
+    return f"{m.year:04d}-{m.month:02d}-{m.day:02d}T{m.hour:02d}:{m.minute:02d}:{m.second:02d}.{m.microsecond:06d}Z"
+
+
+# The API's own shape, ``2022-05-10T17:09:24.080Z``: checked by one regex instead of parsed (once per record).
+_API_TIME = re.compile(r"\d{4}-(0[1-9]|1[0-2])-(0[1-9]|[12]\d|3[01])T([01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z")
+# Anything else must at least carry a date and a time of day before it is parsed.
+_DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
 def created_key(created: Any) -> str | None:
-    """The :func:`sort_key` of a record's ``createdAt``, or ``None`` if it is not an ISO 8601 time.
-
-    The API sends ``2022-05-10T17:09:24.080Z``; that shape is turned into a key without parsing (this runs
-    once per record), anything else is parsed.
-    """
+    """The :func:`sort_key` of a record's ``createdAt``, or ``None`` if it is not an ISO 8601 date-time."""
     if not isinstance(created, str):
         return None
-    if len(created) == 24 and created[10] == "T" and created[19] == "." and created[23] == "Z":
+    if len(created) == 24 and _API_TIME.fullmatch(created) and created[8:10] <= _month_days(created):
         return created[:23] + "000Z"
+    if not _DATE_TIME.match(created):
+        return None
     try:
         return sort_key(to_utc(created, "createdAt"))
-    except ValueError:
+    except (ValueError, OverflowError):
         return None
+
+
+def _month_days(created: str) -> str:
+    try:
+        return f"{calendar.monthrange(int(created[:4]), int(created[5:7]))[1]:02d}"
+    except ValueError:
+        return "00"
 
 
 def floor_minute(moment: DateTime) -> DateTime:

@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 import requests
+import urllib3
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt
@@ -52,6 +53,33 @@ def _warn_insecure_once(log: Any, conn_id: str) -> None:
     # One clear warning instead of urllib3's warning on every request.
     urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
     log.warning("TLS certificate verification is OFF for connection %r (extra verify=false).", conn_id)
+
+
+def _read_body(response: requests.Response, deadline: float, url: str) -> bytes:
+    """The whole body, or a timeout once ``deadline`` passes: the socket timeout alone bounds each read, so a
+    server trickling its body a byte at a time could otherwise hold a call forever."""
+    try:
+        return _read_chunks(response.raw, deadline, url)
+    except urllib3.exceptions.ReadTimeoutError as err:
+        raise requests.Timeout(f"reading the response to GET {url} timed out") from err
+    except urllib3.exceptions.HTTPError as err:  # e.g. the connection dropped mid-body
+        raise requests.ConnectionError(f"the response to GET {url} broke off: {type(err).__name__}") from err
+
+
+def _read_chunks(raw: Any, deadline: float, url: str) -> bytes:
+    chunks = []
+    while True:
+        # decode_content: undo a gzip Content-Encoding, as requests would (it asks for gzip by default).
+        if hasattr(raw, "read1"):
+            chunk = raw.read1(1 << 16, decode_content=True)
+        else:  # urllib3 1.x
+            chunk = raw.read(1 << 16, decode_content=True)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        if time.monotonic() > deadline:
+            raise requests.Timeout(f"the response to GET {url} took longer than the connection's timeout")
+    return b"".join(chunks)
 
 
 def http_error(
@@ -138,10 +166,16 @@ class OpseraHook(BaseHook):
         url = self._url(endpoint, params)
         if stats is not None:
             stats.requests += 1
-        response = self.session.get(
-            f"{self.settings.base_url}{endpoint.path}", params=params, timeout=self.settings.timeout
-        )
-        body = response.content
+        timeout = self.settings.timeout
+        # verify passed per request: requests lets REQUESTS_CA_BUNDLE override a Session's own setting.
+        with self.session.get(
+            f"{self.settings.base_url}{endpoint.path}",
+            params=params,
+            timeout=timeout,
+            verify=self.settings.verify,
+            stream=True,
+        ) as response:
+            body = _read_body(response, time.monotonic() + timeout, url)
         if response.status_code != 200:
             raise http_error(
                 endpoint,
