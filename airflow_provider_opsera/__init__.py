@@ -14,6 +14,7 @@ from airflow_provider_opsera.exceptions import (
     OpseraAuthError,
     OpseraError,
     OpseraIncompleteResultError,
+    OpseraRecordError,
 )
 
 __all__ = [
@@ -22,5 +23,6 @@ __all__ = [
     "OpseraError",
     "OpseraIncompleteResultError",
     "OpseraLogType",
+    "OpseraRecordError",
     "__version__",
 ]

@@ -49,3 +49,16 @@ class OpseraIncompleteResultError(OpseraError):
 
     def __reduce__(self):
         return (type(self), (self.args[0], self.window))
+
+
+class OpseraRecordError(OpseraError, ValueError):
+    """A record that cannot be loaded as it is: a known field with an unexpected type, or a value PostgreSQL
+    cannot store. ``record_id`` and ``field`` name the culprit."""
+
+    def __init__(self, message: str, record_id: str | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.record_id = record_id
+        self.field = field
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.record_id, self.field))

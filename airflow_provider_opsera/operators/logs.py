@@ -247,6 +247,7 @@ class OpseraLogsOperator(BaseOperator):
         try:
             from airflow.providers.common.compat.openlineage.facet import (
                 Dataset,
+                OutputDataset,
                 OutputStatisticsOutputDatasetFacet,
                 SchemaDatasetFacet,
                 SchemaDatasetFacetFields,
@@ -272,10 +273,11 @@ class OpseraLogsOperator(BaseOperator):
                 fileCount=len(manifest["parts"]),
             )
             outputs.append(
-                Dataset(
+                OutputDataset(
                     namespace=folder.namespace,
                     name=name,
-                    facets={"schema": schema, "outputStatistics": stats},
+                    facets={"schema": schema},
+                    outputFacets={"outputStatistics": stats},
                 )
             )
         return OperatorLineage(inputs=inputs, outputs=outputs)

@@ -18,7 +18,7 @@ from typing import Annotated, Any, Literal
 import msgspec
 
 from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
-from airflow_provider_opsera.exceptions import OpseraError
+from airflow_provider_opsera.exceptions import OpseraRecordError
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import to_utc
 from airflow_provider_opsera.transfers.postgres_table import TableLayout, layout_for
@@ -29,19 +29,6 @@ ON_TYPE_MISMATCH: tuple[str, ...] = ("fail", "raw_only")
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _UTC = dt.timezone.utc
 _MISMATCH = object()
-
-
-class OpseraRecordError(OpseraError, ValueError):
-    """A record that cannot be loaded as it is: a known field with an unexpected type, or a value PostgreSQL
-    cannot store. ``record_id`` and ``field`` name the culprit."""
-
-    def __init__(self, message: str, record_id: str | None = None, field: str | None = None) -> None:
-        super().__init__(message)
-        self.record_id = record_id
-        self.field = field
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.record_id, self.field))
 
 
 _KIND_WORDS = {

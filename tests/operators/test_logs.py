@@ -216,7 +216,7 @@ def test_openlineage_facets_name_the_endpoint_and_the_folder(sim, tmp_path):
     assert "token_id" in [f.name for f in source.facets["schema"].fields]
     (target,) = lineage.outputs
     assert (target.namespace, target.name) == ("file", f"{tmp_path}/tok")
-    assert target.facets["outputStatistics"].rowCount == 40
+    assert target.outputFacets["outputStatistics"].rowCount == 40
 
 
 def test_openlineage_stays_optional():
