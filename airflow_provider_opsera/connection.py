@@ -57,7 +57,7 @@ class OpseraConnectionSettings:
             token=token,
             timeout=_number(extra, "timeout", 60.0, conn_id, minimum=0.001),
             verify=_verify(extra.get("verify", True), conn_id),
-            max_retries=int(_number(extra, "max_retries", 5, conn_id, minimum=0, integer=True)),
+            max_retries=int(_number(extra, "max_retries", 5, conn_id, minimum=0, maximum=100, integer=True)),
             page_size=int(_number(extra, "page_size", 1000, conn_id, minimum=1, maximum=1000, integer=True)),
             concurrency=int(_number(extra, "concurrency", 4, conn_id, minimum=1, maximum=32, integer=True)),
             retry_min_wait=_number(extra, "retry_min_wait", 1.0, conn_id, minimum=0),
@@ -98,6 +98,8 @@ def _base_url(conn: Any, conn_id: str) -> str:
             f"e.g. {DEFAULT_API_URL}."
         )
     conn_port = getattr(conn, "port", None)
+    if conn_port and not 0 < int(conn_port) < 65536:
+        raise OpseraError(f"Connection {conn_id!r}: port {conn_port} is not a TCP port (1-65535).")
     if conn_port and port is None:
         host = f"{parts.scheme}://{parts.netloc}:{int(conn_port)}{parts.path}"
     return host

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -96,6 +97,8 @@ class _Window:
     planned: bool = False
     #: Whether the last planned page came back full (there may be more than the total says).
     last_full: bool = False
+    #: Distinct ids received when a page past the total was last asked for.
+    probed: int = 0
 
 
 @dataclass(eq=False)
@@ -120,8 +123,12 @@ class Extraction:
         concurrency: int = 4,
         page_size: int = 1000,
         stats: ExtractionStats | None = None,
+        cancelled: threading.Event | None = None,
     ) -> None:
         self.endpoint = endpoint
+        #: Set when the extraction ends early (an error, or the consumer stopped): calls still in flight
+        #: then stop retrying instead of going on in the background.
+        self.cancelled = cancelled or threading.Event()
         self.fetch = fetch
         self.concurrency = max(1, concurrency)
         self.page_size = page_size
@@ -166,6 +173,7 @@ class Extraction:
                         self.stats.records += len(batch)
                         yield batch
         finally:
+            self.cancelled.set()
             for future in inflight:
                 future.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
@@ -341,8 +349,10 @@ class Extraction:
         return out
 
     def _finish_window(self, window: _Window) -> None:
-        if len(window.received) > window.total and window.last_full:
-            # More distinct records than the total, and a full last page: the total under-reports.
+        if len(window.received) > window.total and window.last_full and len(window.received) > window.probed:
+            # More distinct records than the total, and a full last page: the total under-reports. Ask for
+            # the next page, and again only while such pages bring new ids (some servers repeat a page).
+            window.probed = len(window.received)
             window.pages += 1
             self._push(
                 _Task(

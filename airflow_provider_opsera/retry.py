@@ -47,6 +47,9 @@ def is_retryable(exc: BaseException) -> bool:
     """The retry predicate handed to tenacity."""
     if isinstance(exc, RetryableAPIError):
         return True
+    if isinstance(exc, requests.exceptions.SSLError):
+        return False  # a certificate that fails verification will fail again
+
     if isinstance(exc, (requests.ConnectionError, requests.Timeout)):
         return True
     if isinstance(exc, requests.exceptions.ChunkedEncodingError):
@@ -56,6 +59,8 @@ def is_retryable(exc: BaseException) -> bool:
     try:
         import aiohttp
     except ImportError:  # pragma: no cover - aiohttp comes with Airflow
+        return False
+    if isinstance(exc, aiohttp.ClientSSLError):
         return False
     return isinstance(exc, (aiohttp.ClientConnectionError, aiohttp.ClientPayloadError))
 

@@ -13,7 +13,7 @@ import requests
 import urllib3
 from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
-from tenacity import Retrying, retry_if_exception, stop_after_attempt
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
 from airflow_provider_opsera.catalogue import (
     Endpoint,
@@ -198,12 +198,14 @@ class OpseraHook(BaseHook):
         *,
         raw: bool,
         stats: ExtractionStats | None = None,
+        cancelled: threading.Event | None = None,
     ) -> Page:
-        """One GET with the retry rule, decoded and checked."""
+        """One GET with the retry rule, decoded and checked; ``cancelled`` stops further retries."""
         settings = self.settings
+        stop = stop_after_attempt(settings.max_retries + 1)
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            stop=stop_after_attempt(settings.max_retries + 1),
+            stop=stop | stop_when_event_set(cancelled) if cancelled is not None else stop,
             wait=RetryWait(settings.retry_min_wait, settings.retry_max_wait),
             before_sleep=lambda state: self._before_retry(state, endpoint, stats),
             reraise=True,
@@ -274,13 +276,15 @@ class OpseraHook(BaseHook):
         fixed = validate_filters(endpoint.log_type, filters)
         settings = self.settings  # fail on a bad connection before anything starts
         stats = self.last_stats = ExtractionStats()
+        cancelled = threading.Event()
         extraction = Extraction(
             endpoint,
             initial_pieces(endpoint, lo, hi, fixed),
-            lambda params: self._call(endpoint, params, raw=raw, stats=stats),
+            lambda params: self._call(endpoint, params, raw=raw, stats=stats, cancelled=cancelled),
             concurrency=settings.concurrency,
             page_size=settings.page_size,
             stats=stats,
+            cancelled=cancelled,
         )
         yield from extraction.batches()
         self.log.info(
