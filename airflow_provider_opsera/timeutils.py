@@ -73,7 +73,7 @@ def created_key(created: Any) -> str | None:
     """The :func:`sort_key` of a record's ``createdAt``, or ``None`` if it is not an ISO 8601 date-time."""
     if not isinstance(created, str):
         return None
-    if len(created) == 24 and _API_TIME.fullmatch(created) and created[8:10] <= _month_days(created):
+    if len(created) == 24 and _API_TIME.fullmatch(created) and _day_exists(created):
         return created[:23] + "000Z"
     if not _DATE_TIME.match(created):
         return None
@@ -83,11 +83,17 @@ def created_key(created: Any) -> str | None:
         return None
 
 
-def _month_days(created: str) -> str:
-    try:
-        return f"{calendar.monthrange(int(created[:4]), int(created[5:7]))[1]:02d}"
-    except ValueError:
-        return "00"
+_LAST_DAY = {"01": "31", "02": "29", "03": "31", "04": "30", "05": "31", "06": "30",
+             "07": "31", "08": "31", "09": "30", "10": "31", "11": "30", "12": "31"}  # fmt: skip
+
+
+def _day_exists(created: str) -> bool:
+    day, month = created[8:10], created[5:7]
+    if day <= "28":
+        return True
+    if month == "02" and day == "29":
+        return calendar.isleap(int(created[:4]))
+    return day <= _LAST_DAY[month]
 
 
 def floor_minute(moment: DateTime) -> DateTime:
