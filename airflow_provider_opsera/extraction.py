@@ -21,12 +21,14 @@ from __future__ import annotations
 
 import logging
 import math
+import queue
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
+from typing import Any
 
 from airflow_provider_opsera.catalogue import Endpoint
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraIncompleteResultError
@@ -50,6 +52,14 @@ WINDOW_PAGES = 100
 MAX_REFETCH = 4
 
 Fetch = Callable[[dict[str, str]], Page]
+
+#: Hand-off markers from the producer thread: the plan is done, or it failed with an error.
+_DONE = object()
+
+
+@dataclass(frozen=True)
+class _Failed:
+    error: BaseException
 
 
 @dataclass
@@ -155,11 +165,58 @@ class Extraction:
         return {**piece.query(self.endpoint), "page": str(page), "page_size": str(self.page_size)}
 
     def batches(self) -> Iterator[list[Record]]:
-        """Run the plan; yield each response's new, in-slice records as one list."""
+        """Run the plan; yield each response's new, in-slice records as one list.
+
+        The plan runs on a thread of its own, a few responses ahead of the consumer (a bounded queue), so
+        requests stay in flight while the consumer compresses or loads what it already has.
+        """
+        handoff: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * self.concurrency))
+        consumer_gone = threading.Event()
+        producer = threading.Thread(
+            target=self._produce, args=(handoff, consumer_gone), name="opsera-extraction", daemon=True
+        )
+        producer.start()
+        try:
+            while True:
+                item = handoff.get()
+                if item is _DONE:
+                    return
+                if isinstance(item, _Failed):
+                    raise item.error
+                yield item
+        finally:
+            # The consumer stopped (finished, failed, or closed the generator): stop the producer too.
+            consumer_gone.set()
+            self.cancelled.set()
+            producer.join(timeout=5)
+
+    def _produce(self, handoff: queue.Queue[Any], consumer_gone: threading.Event) -> None:
+        def put(item: Any) -> bool:
+            while not consumer_gone.is_set():
+                try:
+                    handoff.put(item, timeout=0.1)
+                    return True
+                except queue.Full:
+                    continue
+            return False
+
+        try:
+            for batch in self._run():
+                if not put(batch):
+                    return
+        except BaseException as error:
+            self.cancelled.set()  # calls still in flight stop retrying
+            put(_Failed(error))
+            return
+        put(_DONE)
+
+    def _run(self) -> Iterator[list[Record]]:
         pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="opsera")
         inflight: dict[Future[Page], _Task] = {}
         try:
             while self.queue or inflight:
+                if self.cancelled.is_set():
+                    return  # the consumer is gone
                 while self.queue and len(inflight) < self.concurrency:
                     task = self.queue.popleft()
                     inflight[pool.submit(self.fetch, task.params)] = task
@@ -169,11 +226,14 @@ class Extraction:
                     page = future.result()
                     self.stats.responses += 1
                     batch = self._handle(task, page)
+                    # Keep every slot busy before handing the batch on.
+                    while self.queue and len(inflight) < self.concurrency:
+                        nxt = self.queue.popleft()
+                        inflight[pool.submit(self.fetch, nxt.params)] = nxt
                     if batch:
                         self.stats.records += len(batch)
                         yield batch
         finally:
-            self.cancelled.set()
             for future in inflight:
                 future.cancel()
             pool.shutdown(wait=False, cancel_futures=True)

@@ -54,3 +54,39 @@ def postgres_dsn():
     dsn = os.environ.get("OPSERA_TEST_POSTGRES_DSN", "host=127.0.0.1 port=5432 dbname=test user=postgres")
     require_service(postgres_available(dsn + " connect_timeout=3"), f"PostgreSQL not reachable at {dsn}")
     return dsn
+
+
+@pytest.fixture(autouse=True)
+def _no_task_retries_in_dag_test(monkeypatch):
+    """A failing task fails ``dag.test()`` at once, instead of waiting out the example DAGs' retry delay."""
+    try:
+        from airflow.sdk.definitions.dag import DAG
+    except ImportError:  # pragma: no cover
+        return
+    original = DAG.test
+
+    def test(self, *args, **kwargs):
+        for task in self.tasks:
+            task.retries = 0
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(DAG, "test", test)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_object_store_clients():
+    """Airflow caches one filesystem per connection id, and fsspec one per settings: a moto server started by
+    an earlier test (same conn id, another port) must not be reused by the next one."""
+    yield
+    try:
+        from airflow.sdk.io.store import _STORE_CACHE
+
+        _STORE_CACHE.clear()
+    except ImportError:  # pragma: no cover
+        pass
+    try:
+        import s3fs
+
+        s3fs.S3FileSystem.clear_instance_cache()
+    except ImportError:  # pragma: no cover
+        pass
