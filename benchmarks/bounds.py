@@ -1,0 +1,88 @@
+"""One line per figure on what bounds it, from the run's own wall and CPU figures.
+
+The mechanisms are fixed (profiled with py-spy; see benchmarks/README.md); the numbers are this run's.
+"""
+
+from __future__ import annotations
+
+import statistics
+
+from benchmarks import workload
+from benchmarks.report import Row, find
+from benchmarks.workload import Workload
+
+
+def _cpu(row: Row) -> tuple[float, float, float]:
+    r = row.result
+    own = statistics.median(r["cpu_s"]) if r.get("cpu_s") else 0.0
+    other = r.get("cpu_other") or {}
+    return own, float(other.get("sim") or 0.0), float(other.get("pg") or 0.0)
+
+
+def _line(row: Row, rows: list[Row], work: Workload) -> str | None:
+    if row.failed or row.wall is None:
+        return None
+    wall, (client, sim, pg) = row.wall, _cpu(row)
+    ds = next(d for d in work.datasets() if d.key == row.dataset_key)
+    label = f"{row.workload} {row.who} {row.sink} ({ds.n:,})"
+    latency = ds.pages / workload.CONCURRENCY * workload.LATENCY
+    cpu = f"CPU {client:.1f}s here + {sim:.1f}s simulator" + (f" + {pg:.1f}s PostgreSQL" if pg else "")
+    busy = f"{(client + sim + pg) / wall:.1f} of 2 cores busy on average"
+    if row.result.get("error"):
+        return (
+            f"{label}: refused after {row.result.get('requests')} requests: the capped first answer and the "
+            "split by type prove the day is larger than the API can return."
+        )
+    if row.who == "floor":
+        return (
+            f"{label}: the round trip: {latency:.1f}s of the {wall:.1f}s is 50 ms latency at concurrency "
+            f"{workload.CONCURRENCY}; the rest is the simulator building and encoding each page, on one thread "
+            f"({sim:.1f}s CPU)."
+        )
+    if row.who == "naive":
+        per_page = wall / max(1, ds.pages) * 1000
+        return (
+            f"{label}: one request at a time: {per_page:.0f} ms a page (50 ms latency + server + json) "
+            f"x {ds.pages} pages; {cpu}."
+        )
+    if row.who == "dlt":
+        return (
+            f"{label}: dlt's per-record Python work (extract, normalize, load) on sequential pages: {cpu}, "
+            f"{busy}."
+        )
+    # ours
+    requests = row.result.get("requests")
+    floor_requests = (find(rows, "floor", row.dataset_key) or row).result.get("requests")
+    extra = f" ({requests} requests, the floor {floor_requests})" if requests and floor_requests else ""
+    what = {
+        "count": "Python work per record under the GIL (decoding in the fetch threads, de-duplicating ids) "
+        f"stretches every round trip{extra}",
+        "file": "gzip (level 6) on the consuming thread sets the pace once the extraction is a few pages ahead",
+        "postgres": "row mapping and COPY on the consuming thread, PostgreSQL parsing jsonb at COPY, then the "
+        "upsert after the last page (serial)",
+    }[row.sink]
+    floor = find(rows, "floor", row.dataset_key)
+    over = f", {wall - floor.wall:+.1f}s on the floor" if floor and floor.wall else ""
+    return f"{label}: {what}; {cpu}, {busy}{over}; peak RSS {row.peak_rss or 0:.0f} MB."
+
+
+def lines(rows: list[Row], work: Workload) -> list[str]:
+    """What bounds each figure of ``rows``, plus W2's request count and W3's memory."""
+    out = [line for row in rows if (line := _line(row, rows, work))]
+    split = find(rows, "ours", work.split_day.key)
+    if split and split.result.get("requests") is not None:
+        out.append(
+            f"W2 requests: {split.result['requests']} for {work.split_day.n:,} v1 records, against "
+            f"ceil(n/1000) = {work.split_day.pages}: one capped answer for the day, then one per type."
+        )
+    small, large = (
+        find(rows, "ours", work.small_day.key, "file"),
+        find(rows, "ours", work.large_day.key, "file"),
+    )
+    if small and large and small.result.get("base_rss_mb") and large.peak_rss:
+        out.append(
+            f"W3 memory: the process holds {small.result['base_rss_mb']:.0f} MB before the first record "
+            "(Airflow and the providers it discovers); records stream page by page, so the peak stays a few MB "
+            f"above that at {large.n:,} records as at {small.n:,}."
+        )
+    return out
