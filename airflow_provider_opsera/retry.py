@@ -15,7 +15,7 @@ from typing import Any
 import requests
 from tenacity import RetryCallState
 
-from airflow_provider_opsera.exceptions import OpseraAPIError
+from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraError
 
 #: Longest wait honoured from a ``Retry-After`` header; a longer one is capped, so a task cannot hang.
 MAX_RETRY_AFTER = 300.0
@@ -111,3 +111,19 @@ def excerpt(body: Any, limit: int = 300) -> str:
         body = body[: limit * 4].decode("utf-8", "replace")
     text = " ".join(str(body).split())
     return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def final_error(err: BaseException, attempts: int, url: str) -> BaseException:
+    """The error a call ends with once the retry rule stopped: the provider's own, saying how hard it tried."""
+    if isinstance(err, RetryableAPIError) and attempts > 1:
+        return OpseraAPIError(
+            f"{err} (gave up after {attempts} attempts)",
+            status_code=err.status_code,
+            url=err.url,
+            body=err.body,
+        )
+    if isinstance(err, OpseraError):
+        return err
+    return OpseraAPIError(
+        f"Could not reach Opsera at GET {url} after {attempts} attempts: {describe_failure(err)}", url=url
+    )

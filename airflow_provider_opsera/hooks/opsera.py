@@ -32,6 +32,7 @@ from airflow_provider_opsera.retry import (
     RetryWait,
     describe_failure,
     excerpt,
+    final_error,
     is_retryable,
     is_retryable_status,
     parse_retry_after,
@@ -215,22 +216,8 @@ class OpseraHook(BaseHook):
                 with attempt:
                     body = self._request(endpoint, params, stats)
                     return decode_page(body, endpoint, self._url(endpoint, params), raw=raw)
-        except OpseraError as err:
-            if isinstance(err, RetryableAPIError) and settings.max_retries:
-                raise OpseraAPIError(
-                    f"{err} (gave up after {settings.max_retries + 1} attempts)",
-                    status_code=err.status_code,
-                    url=err.url,
-                    body=err.body,
-                ) from None
-            raise
-        except (requests.RequestException, OSError) as err:
-            url = self._url(endpoint, params)
-            raise OpseraAPIError(
-                f"Could not reach Opsera at GET {url} after {settings.max_retries + 1} attempts: "
-                f"{describe_failure(err)}",
-                url=url,
-            ) from None
+        except (OpseraError, requests.RequestException, OSError) as err:
+            raise final_error(err, settings.max_retries + 1, self._url(endpoint, params)) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _before_retry(self, state: Any, endpoint: Endpoint, stats: ExtractionStats | None) -> None:

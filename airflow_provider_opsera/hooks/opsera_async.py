@@ -19,13 +19,13 @@ from yarl import URL
 
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_params
 from airflow_provider_opsera.connection import OpseraConnectionSettings
-from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraError
+from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.hooks.opsera import http_error
 from airflow_provider_opsera.responses import Page, decode_page
 from airflow_provider_opsera.retry import (
-    RetryableAPIError,
     RetryWait,
     describe_failure,
+    final_error,
     is_retryable,
     parse_retry_after,
 )
@@ -120,21 +120,8 @@ class OpseraAsyncClient:
                                 parse_retry_after(response.headers.get("Retry-After")),
                             )
                     return decode_page(body, endpoint, shown)
-        except OpseraError as err:
-            if isinstance(err, RetryableAPIError) and settings.max_retries:
-                raise OpseraAPIError(
-                    f"{err} (gave up after {settings.max_retries + 1} attempts)",
-                    status_code=err.status_code,
-                    url=err.url,
-                    body=err.body,
-                ) from None
-            raise
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
-            raise OpseraAPIError(
-                f"Could not reach Opsera at GET {shown} after {settings.max_retries + 1} attempts: "
-                f"{describe_failure(err)}",
-                url=shown,
-            ) from None
+        except (OpseraError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+            raise final_error(err, settings.max_retries + 1, shown) from None
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _redact(self, body: bytes) -> str:

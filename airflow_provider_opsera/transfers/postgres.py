@@ -9,8 +9,8 @@ from typing import TYPE_CHECKING, Any
 from airflow.sdk import Asset, AssetAlias, BaseOperator
 
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_filters
+from airflow_provider_opsera.operators.rendering import blank_to_none, rendered_filters, rendered_interval
 from airflow_provider_opsera.progress import Progress
-from airflow_provider_opsera.timeutils import parse_interval
 from airflow_provider_opsera.transfers.postgres_load import LoadResult, load_records
 from airflow_provider_opsera.transfers.postgres_rows import ON_TYPE_MISMATCH, RowMapper
 from airflow_provider_opsera.transfers.postgres_table import default_table
@@ -93,7 +93,7 @@ class OpseraLogsToPostgresOperator(BaseOperator):
                 f"on_type_mismatch must be one of {', '.join(ON_TYPE_MISMATCH)}, not {on_type_mismatch!r}."
             )
         if isinstance(filters, Mapping):
-            known = {k: v for k, v in _blank_to_none(filters).items() if not _templated(v)}
+            known = {k: v for k, v in blank_to_none(filters).items() if not _templated(v)}
             validate_filters(self.log_type, known)
         self.opsera_conn_id = opsera_conn_id
         self.postgres_conn_id = postgres_conn_id
@@ -163,22 +163,10 @@ class OpseraLogsToPostgresOperator(BaseOperator):
         }
 
     def _interval(self) -> tuple[Any, Any]:
-        for name, value in (("start", self.start), ("end", self.end)):
-            if value is None or (isinstance(value, str) and value.strip() in ("", "None")):
-                raise ValueError(
-                    f"{name} rendered as {value!r}: this run has no data interval. Give the DAG a timetable with "
-                    "data intervals (e.g. CronDataIntervalTimetable), or pass start and end."
-                )
-        return parse_interval(self.start, self.end)
+        return rendered_interval(self.start, self.end)
 
     def _rendered_filters(self) -> dict[str, Any] | None:
-        if self.filters is None:
-            return None
-        if not isinstance(self.filters, Mapping):
-            raise ValueError(
-                f"filters must be a dict (template its values, not the whole dict), not {self.filters!r}."
-            )
-        return _blank_to_none(self.filters)
+        return rendered_filters(self.filters)
 
     def _report(
         self, what: str, result: LoadResult, mapper: RowMapper, progress: Progress, opsera: Any
@@ -229,11 +217,6 @@ class OpseraLogsToPostgresOperator(BaseOperator):
                 )
             ],
         )
-
-
-def _blank_to_none(filters: Mapping[str, Any]) -> dict[str, Any]:
-    """A filter value (template) that is or rendered nothing (``""``, ``"None"``) filters on nothing."""
-    return {k: None if isinstance(v, str) and v.strip() in ("", "None") else v for k, v in filters.items()}
 
 
 def _templated(value: Any) -> bool:
