@@ -149,7 +149,9 @@ _DECODINGS = [
 ]
 
 
-@pytest.mark.parametrize(("name", "raw"), _DECODINGS, ids=[f"{n}-{'raw' if r else 'dicts'}" for n, r in _DECODINGS])
+@pytest.mark.parametrize(
+    ("name", "raw"), _DECODINGS, ids=[f"{n}-{'raw' if r else 'dicts'}" for n, r in _DECODINGS]
+)
 @pytest.mark.parametrize("log_type", LOG_TYPES)
 def test_transient_fault_gives_the_ground_truth(fault_sim, monkeypatch, caplog, capsys, log_type, name, raw):
     fault = TRANSIENT[name]
