@@ -102,6 +102,9 @@ class _Publisher:
                 try:
                     if discard is not None:
                         discard()
+                        # fsspec files close on garbage collection; a discarded one has nothing to close.
+                        with contextlib.suppress(Exception):
+                            handle.closed = True  # type: ignore[misc]
                     else:
                         handle.close()
                 finally:

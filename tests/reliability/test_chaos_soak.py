@@ -51,7 +51,7 @@ RATE = 0.10
 #: Faults that cost a retry each (the others are tampered data the client filters).
 RETRYING = set(RANDOM_KINDS) - {"duplicate_records", "outside_window"}
 #: max_retries 8: at 10% faults, six failures in a row on one request (1 in a million) would end the soak.
-SOAK_SETTINGS = {**FAST, "page_size": 1000, "timeout": 1.0, "max_retries": 8}
+SOAK_SETTINGS = {**FAST, "page_size": 1000, "timeout": 3.0, "max_retries": 8}
 FIGURES: list[str] = []
 
 
@@ -70,7 +70,7 @@ def soak_sim():
 def chaos(sim: OpseraSimulator, seed: int) -> None:
     """10% of requests fail: a slow answer (read timeout) now and then, the other faults at random."""
     slow_share = 1 / (len(RANDOM_KINDS) + 1)
-    sim.inject("slow", times=None, probability=RATE * slow_share, delay=2.0)
+    sim.inject("slow", times=None, probability=RATE * slow_share, delay=4.0)
     sim.inject_random(RATE * (1 - slow_share) / (1 - RATE * slow_share), RANDOM_KINDS, seed=seed)
 
 
