@@ -131,6 +131,7 @@ class Extraction:
         fetch: Fetch,
         *,
         concurrency: int = 4,
+        workers: int | None = None,
         page_size: int = 1000,
         stats: ExtractionStats | None = None,
         cancelled: threading.Event | None = None,
@@ -141,6 +142,10 @@ class Extraction:
         self.cancelled = cancelled or threading.Event()
         self.fetch = fetch
         self.concurrency = max(1, concurrency)
+        #: Calls in flight at once. ``fetch`` may hold fewer HTTP requests open than that (the hook keeps
+        #: ``concurrency`` requests open and decodes outside them), so the next request starts while a
+        #: finished one is still being decoded.
+        self.workers = max(self.concurrency, workers or 0)
         self.page_size = page_size
         self.stats = stats or ExtractionStats()
         self.queue: deque[_Task] = deque()
@@ -211,13 +216,13 @@ class Extraction:
         put(_DONE)
 
     def _run(self) -> Iterator[list[Record]]:
-        pool = ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="opsera")
+        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="opsera")
         inflight: dict[Future[Page], _Task] = {}
         try:
             while self.queue or inflight:
                 if self.cancelled.is_set():
                     return  # the consumer is gone
-                while self.queue and len(inflight) < self.concurrency:
+                while self.queue and len(inflight) < self.workers:
                     task = self.queue.popleft()
                     inflight[pool.submit(self.fetch, task.params)] = task
                 done, _ = wait(inflight, return_when=FIRST_COMPLETED)
@@ -227,7 +232,7 @@ class Extraction:
                     self.stats.responses += 1
                     batch = self._handle(task, page)
                     # Keep every slot busy before handing the batch on.
-                    while self.queue and len(inflight) < self.concurrency:
+                    while self.queue and len(inflight) < self.workers:
                         nxt = self.queue.popleft()
                         inflight[pool.submit(self.fetch, nxt.params)] = nxt
                     if batch:

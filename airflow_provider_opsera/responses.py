@@ -9,7 +9,7 @@ import msgspec
 
 from airflow_provider_opsera.catalogue import Endpoint
 from airflow_provider_opsera.retry import RetryableAPIError, excerpt
-from airflow_provider_opsera.timeutils import created_key
+from airflow_provider_opsera.timeutils import api_time_keys, created_key
 
 
 class Record(NamedTuple):
@@ -47,7 +47,22 @@ class _Meta(msgspec.Struct):
     scope: Any = None
 
 
+class _WellFormed(msgspec.Struct, gc=False):
+    """What the API writes: a string ``_id``, a string ``createdAt`` (checked by :func:`api_time_keys`)."""
+
+    id: str = msgspec.field(name="_id")
+    createdAt: str
+    # The split fields as strings (or absent, or null); anything else takes the careful path.
+    type: str | None = None
+    scope: str | None = None
+
+
+class _WellFormedEnvelope(msgspec.Struct):
+    data: list[_WellFormed]
+
+
 _meta_decoder = msgspec.json.Decoder(_Meta)
+_well_formed_decoder = msgspec.json.Decoder(_WellFormedEnvelope)
 _raw_decoder = msgspec.json.Decoder(_RawEnvelope)
 _dict_decoder = msgspec.json.Decoder(_Envelope)
 
@@ -107,10 +122,42 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
         raise MalformedResponseError(
             f"{endpoint.log_type.value}: the response is not valid JSON ({err}).", url=url, body=excerpt(body)
         ) from None
+    data = envelope.data
+    records = _well_formed(body, endpoint, data, raw) or _checked(endpoint, url, data, raw)
+    return Page(count=_count(envelope.count), records=records)
+
+
+def _well_formed(body: bytes, endpoint: Endpoint, data: list[Any], raw: bool) -> list[Record] | None:
+    """The common case in one pass: every record well formed (checked by msgspec); None if any is not."""
+    try:
+        metas = _well_formed_decoder.decode(body).data
+    except msgspec.ValidationError:
+        return None
+    keys = api_time_keys([m.createdAt for m in metas])
+    ids = [m.id for m in metas]
+    if keys is None or not all(ids) or len(metas) != len(data):
+        return None  # the careful path names the record at fault, or reads times in other forms
+    field = endpoint.split_field
+    splits = [getattr(m, field) for m in metas] if field else [None] * len(data)
+    if not raw:
+        payloads: list[Any] = data
+    elif b"\n" in body or b"\r" in body:  # formatting whitespace only: JSON strings escape newlines
+        payloads = [_one_line(bytes(item)) for item in data]
+    else:
+        payloads = list(map(bytes, data))
+    return list(map(Record, ids, keys, splits, payloads))
+
+
+def _one_line(data: bytes) -> bytes:
+    return data.replace(b"\n", b"").replace(b"\r", b"") if b"\n" in data or b"\r" in data else data
+
+
+def _checked(endpoint: Endpoint, url: str, data: list[Any], raw: bool) -> list[Record]:
+    """Record by record, naming the first one that is not a JSON object with an ``_id`` and a ``createdAt``."""
     records: list[Record] = []
     field = endpoint.split_field
     if raw:
-        for i, item in enumerate(envelope.data):
+        for i, item in enumerate(data):
             try:
                 meta = _meta_decoder.decode(item)
             except msgspec.ValidationError:
@@ -121,12 +168,9 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
                 ) from None
             rid, key = _check(endpoint, url, i, meta.id, meta.createdAt)
             split = _split(endpoint, getattr(meta, field)) if field else None
-            data = bytes(item)
-            if b"\n" in data or b"\r" in data:  # formatting whitespace only: JSON strings escape newlines
-                data = data.replace(b"\n", b"").replace(b"\r", b"")
-            records.append(Record(rid, key, split, data))
+            records.append(Record(rid, key, split, _one_line(bytes(item))))
     else:
-        for i, item in enumerate(envelope.data):
+        for i, item in enumerate(data):
             if not isinstance(item, dict):
                 raise MalformedResponseError(
                     f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
@@ -135,4 +179,4 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
                 )
             rid, key = _check(endpoint, url, i, item.get("_id"), item.get("createdAt"))
             records.append(Record(rid, key, _split(endpoint, item.get(field)) if field else None, item))
-    return Page(count=_count(envelope.count), records=records)
+    return records

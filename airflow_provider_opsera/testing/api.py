@@ -73,6 +73,9 @@ class SimulatedApi:
         self.faults = FaultPlan()
         self.lock = threading.RLock()
         self.log: list[RequestLog] = []
+        #: Requests being answered now, and the most at once since the log was last cleared.
+        self.in_flight = 0
+        self.max_in_flight = 0
         self._page_requests: defaultdict[str, int] = defaultdict(int)
 
     def answer(self, route: Route, auth: str | None, pairs: list[tuple[str, str]], now_ms: int) -> Answer:
@@ -106,6 +109,15 @@ class SimulatedApi:
                 after = self.store.matches(query.log_type, query.hi, NO_END, query.filters, now_ms)
                 out += after.ascending(0, n - len(out))
         return out
+
+    def enter(self) -> None:
+        with self.lock:
+            self.in_flight += 1
+            self.max_in_flight = max(self.max_in_flight, self.in_flight)
+
+    def leave(self) -> None:
+        with self.lock:
+            self.in_flight -= 1
 
     def record(self, entry: RequestLog) -> None:
         with self.lock:

@@ -116,9 +116,13 @@ def _handler(route: Route) -> Callable[[web.Request], Awaitable[web.StreamRespon
             return True
 
         fault = api.faults.pick(route.log_type, eligible)
-        if api.config.latency > 0:
-            await asyncio.sleep(api.config.latency)
-        status, n, response = await _respond(request, api, answer, fault, now_ms)
+        api.enter()
+        try:
+            if api.config.latency > 0:
+                await asyncio.sleep(api.config.latency)
+            status, n, response = await _respond(request, api, answer, fault, now_ms)
+        finally:
+            api.leave()
         api.record(
             RequestLog(
                 now, request.path, route.log_type, dict(pairs), status, n, fault.kind if fault else None

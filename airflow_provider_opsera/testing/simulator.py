@@ -306,9 +306,15 @@ class OpseraSimulator:
         wanted = OpseraLogType(log_type) if log_type is not None else None
         return sum(1 for r in self._api.requests(wanted) if status is None or r.status == status)
 
+    def max_in_flight(self) -> int:
+        """The most requests the server was answering at once since the start (or :meth:`reset_requests`)."""
+        with self._api.lock:
+            return self._api.max_in_flight
+
     def reset_requests(self) -> None:
         with self._api.lock:
             self._api.log.clear()
+            self._api.max_in_flight = self._api.in_flight
 
     def inject(
         self,

@@ -16,7 +16,7 @@ from airflow_provider_opsera import (
     OpseraIncompleteResultError,
     OpseraLogType,
 )
-from airflow_provider_opsera.hooks.opsera import OpseraHook
+from airflow_provider_opsera.hooks.opsera import DECODE_AHEAD, OpseraHook
 from airflow_provider_opsera.testing import OpseraSimulator
 
 DAY = pendulum.datetime(2024, 5, 10)
@@ -283,6 +283,19 @@ def test_test_connection(sim, monkeypatch):
     assert not ok and "401" in message
 
 
+@pytest.mark.parametrize("concurrency", [1, 3])
+def test_requests_open_at_once_are_the_connections_concurrency(sim, monkeypatch, concurrency):
+    # Calls beyond `concurrency` only decode: they wait for a request slot before sending anything.
+    monkeypatch.setenv(
+        "AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json({**FAST, "concurrency": concurrency})
+    )
+    sim.config.latency = 0.02
+    sim.generate(OpseraLogType.AUDIT, DAY, NEXT, 12_000)
+    records, stats = fetch(OpseraLogType.AUDIT)
+    assert len(records) == 12_000 and stats.requests >= 12
+    assert sim.max_in_flight() == concurrency
+
+
 def test_memory_does_not_hold_the_interval(sim):
     # Records are streamed one response at a time: consuming lazily never holds more than a few pages.
     sim.generate(OpseraLogType.AUDIT, DAY, NEXT, 30_000)
@@ -291,7 +304,8 @@ def test_memory_does_not_hold_the_interval(sim):
     first = next(batches)
     assert len(first) <= 1000
     time.sleep(1.0)  # let the extraction run as far ahead as it will while nobody consumes
-    # At most `concurrency` (4) calls in flight and 2 x concurrency responses waiting: never the interval.
-    assert sim.request_count() <= 1 + 4 + 8 + 1
+    # At most `concurrency` (4) + DECODE_AHEAD (2) calls in flight and 2 x concurrency responses waiting:
+    # never the interval.
+    assert sim.request_count() <= 1 + (4 + DECODE_AHEAD) + 8 + 1
     rest = sum(len(b) for b in batches)
     assert len(first) + rest == 30_000
