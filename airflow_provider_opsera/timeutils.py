@@ -92,7 +92,9 @@ _EXISTING_DAY = (
     r"(?:(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])|(?:0[13-9]|1[0-2])-(?:29|30)|(?:0[13578]|1[02])-31)"
 )
 _API_TIME_OF_DAY = r"T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d\.\d{3}Z"
-_API_TIMES = re.compile(rf"(?:\d{{4}}-{_EXISTING_DAY}{_API_TIME_OF_DAY}\n)*")
+#: One time in the API's own format (``2024-05-10T23:47:07.460Z``) on a day that exists in every year.
+API_TIME_ON_A_REAL_DAY = rf"\d{{4}}-{_EXISTING_DAY}{_API_TIME_OF_DAY}"
+_API_TIMES = re.compile(rf"(?:{API_TIME_ON_A_REAL_DAY}\n)*")
 
 
 def api_time_keys(created: list[str]) -> list[str] | None:

@@ -1,10 +1,15 @@
-"""Running a load on one database connection: COPY into a temporary table, then one upsert, one transaction.
+"""Running a load on one database connection, in one transaction.
+
+Into an existing table: COPY into a temporary table, then one upsert; the table is only touched at the end,
+under an advisory lock. A first load (the table does not exist yet) takes the lock first, creates the table
+without indexes, COPYs straight into it (nothing can conflict with rows of a table nobody else can see yet),
+then builds the primary key and indexes over the loaded rows: one index build each instead of an index insert
+per row, and no second copy of every row.
 
 Works on the connection :class:`~airflow.providers.postgres.hooks.postgres.PostgresHook` hands out: psycopg 3
 (``cursor.copy()`` and ``write_row``) or, where the hook still uses psycopg2 (SQLAlchemy 1.x), psycopg2's
-``copy_expert`` fed by a streaming reader. Records are written as they arrive, so memory stays flat; the
-target table is only touched at the end, under an advisory lock, and nothing is committed unless everything
-succeeded.
+``copy_expert`` fed by a streaming reader. Records are written as they arrive, so memory stays flat, and
+nothing is committed unless everything succeeded.
 """
 
 from __future__ import annotations
@@ -85,13 +90,15 @@ class _CopyReader:
 def _stream(
     db: _Statements,
     mapper: RowMapper,
-    staging: str,
+    statement: sql.Composed,
     batches: Iterable[list[Record]],
     on_batch: Callable[[int], None] | None,
+    *,
+    derived: bool = False,
 ) -> int:
-    """COPY every record into the staging table; the number of rows written."""
+    """COPY every record with ``statement``; the number of rows written. ``derived``: the jsonb field
+    columns too (:meth:`RowMapper.row`)."""
     count = 0
-    statement = q.copy_into(mapper.layout, staging)
 
     def counted() -> Iterator[list[Record]]:
         nonlocal count
@@ -102,14 +109,14 @@ def _stream(
                 on_batch(len(batch))
 
     if db.psycopg2:
-        lines = (copy_line(mapper.row(r)) for batch in counted() for r in batch)
+        lines = (copy_line(row) for batch in counted() for row in mapper.batch_rows(batch, derived=derived))
         db.cursor.copy_expert(statement.as_string(None), _CopyReader(lines))
         return count
     with db.cursor.copy(statement) as copy:
         write = copy.write_row
         for batch in counted():
-            for record in batch:
-                write(mapper.row(record))
+            for row in mapper.batch_rows(batch, derived=derived):
+                write(row)
     return count
 
 
@@ -136,6 +143,73 @@ def _ensure_table(db: _Statements, layout: TableLayout, schema: str, table: str)
     return False
 
 
+def _missing(db: _Statements, schema: str, table: str) -> bool:
+    return not db.rows(q.EXISTING_COLUMNS, (schema, table))
+
+
+def _sqlstate(err: BaseException) -> str | None:
+    return getattr(err, "sqlstate", None) or getattr(err, "pgcode", None)  # psycopg 3, psycopg2
+
+
+def _came_twice(layout: TableLayout, rid: Any, schema: str, table: str) -> OpseraError:
+    # The extraction yields each record once; if that ever breaks, load nothing rather than pick one.
+    return OpseraError(
+        f"{layout.log_type.value} record _id={rid} came more than once in this load; nothing was written to "
+        f"{schema}.{table}."
+    )
+
+
+def _first_load(
+    db: _Statements,
+    mapper: RowMapper,
+    batches: Iterable[list[Record]],
+    schema: str,
+    table: str,
+    on_batch: Callable[[int], None] | None,
+) -> LoadResult:
+    """Create the table (and schema) without indexes, COPY every record into it, then index it."""
+    layout = mapper.layout
+    if not db.rows(q.SCHEMA_EXISTS, (schema,)):
+        db.run(q.create_schema(schema))
+    db.run(q.create_table(layout, schema, table, primary_key=False))
+    statement = q.copy_into_table(layout, schema, table)
+    rows = _stream(db, mapper, statement, batches, on_batch, derived=True)
+    db.run(sql.SQL("SAVEPOINT opsera_primary_key"))
+    try:
+        db.run(q.add_primary_key(schema, table))
+    except Exception as err:
+        if _sqlstate(err) != "23505":  # unique_violation: an _id came twice
+            raise
+        db.run(sql.SQL("ROLLBACK TO SAVEPOINT opsera_primary_key"))
+        twice = db.rows(q.duplicate_id(q.target(schema, table)))
+        raise _came_twice(layout, twice[0][0] if twice else "?", schema, table) from None
+    for index in q.create_indexes(layout, schema, table):
+        db.run(index)
+    return LoadResult(rows=rows, inserted=rows, updated=0, created=True)
+
+
+def _load_via_staging(
+    db: _Statements,
+    mapper: RowMapper,
+    batches: Iterable[list[Record]],
+    schema: str,
+    table: str,
+    on_batch: Callable[[int], None] | None,
+) -> LoadResult:
+    """COPY into a temporary table, then upsert from it (creating the table if it is still missing)."""
+    layout = mapper.layout
+    staging = f"opsera_staging_{uuid.uuid4().hex[:12]}"
+    db.run(q.create_staging(layout, staging))
+    rows = _stream(db, mapper, q.copy_into(layout, staging), batches, on_batch)
+    twice = db.rows(q.duplicate_id(staging))
+    if twice:
+        raise _came_twice(layout, twice[0][0], schema, table)
+    db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
+    created = _ensure_table(db, layout, schema, table)
+    inserted, updated = db.rows(q.upsert(layout, schema, table, staging))[0]
+    return LoadResult(rows=rows, inserted=int(inserted), updated=int(updated), created=created)
+
+
 def load_records(
     conn: Any,
     mapper: RowMapper,
@@ -148,30 +222,24 @@ def load_records(
     """Load every record of ``batches`` into ``schema.table`` in one transaction on ``conn``, and commit.
 
     Any failure (from the records' source, a record, or the database) rolls everything back: the table is
-    left exactly as it was. ``on_batch(n)`` is called after each batch has been written.
+    left exactly as it was (or not created). ``on_batch(n)`` is called after each batch has been written.
     """
     if getattr(conn, "autocommit", False):
         conn.autocommit = False  # the whole load must be one transaction
-    layout = mapper.layout
-    staging = f"opsera_staging_{uuid.uuid4().hex[:12]}"
     try:
         with conn.cursor() as cursor:
             db = _Statements(cursor)
-            db.run(q.create_staging(layout, staging))
-            rows = _stream(db, mapper, staging, batches, on_batch)
-            twice = db.rows(q.duplicate_id(staging))
-            if twice:  # the extraction yields each record once; if that ever breaks, load nothing
-                raise OpseraError(
-                    f"{layout.log_type.value} record _id={twice[0][0]} came more than once in this load; "
-                    f"nothing was written to {schema}.{table}."
-                )
-            db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
-            created = _ensure_table(db, layout, schema, table)
-            inserted, updated = db.rows(q.upsert(layout, schema, table, staging))[0]
+            first = _missing(db, schema, table)
+            if first:
+                # Wait for any other load into this table; it may have created the table meanwhile.
+                db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
+                first = _missing(db, schema, table)
+            load = _first_load if first else _load_via_staging
+            result = load(db, mapper, batches, schema, table, on_batch)
         conn.commit()
     except BaseException:
         # The connection may be gone; the server then rolls back on its own.
         with contextlib.suppress(Exception):
             conn.rollback()
         raise
-    return LoadResult(rows=rows, inserted=int(inserted), updated=int(updated), created=created)
+    return result

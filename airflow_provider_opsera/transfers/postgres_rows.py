@@ -2,6 +2,8 @@
 
 A row is ``(_id, created_at, <known fields...>, raw)`` in ``TableLayout.staged`` order: ``raw`` is the
 record's JSON text exactly as the API sent it (unknown fields included); the typed columns are decoded from it.
+Times are ISO 8601 text in UTC (the API's own text when it is in the API's format), which COPY reads as
+timestamptz: cheaper than making datetime objects only for the driver to format them back into text.
 jsonb fields are checked here but not staged: the upsert takes them from ``raw`` by the same rule. A known
 field whose value has the wrong type is an :class:`OpseraRecordError` naming the record's ``_id`` and the
 field, unless the mapper was told to keep such values only in ``raw`` (``on_type_mismatch="raw_only"``), in
@@ -11,6 +13,7 @@ which case its column is NULL.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated, Any, Literal
@@ -20,7 +23,7 @@ import msgspec
 from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraRecordError
 from airflow_provider_opsera.responses import Record
-from airflow_provider_opsera.timeutils import to_utc
+from airflow_provider_opsera.timeutils import API_TIME_ON_A_REAL_DAY, to_utc
 from airflow_provider_opsera.transfers.postgres_table import TableLayout, layout_for
 
 OnTypeMismatch = Literal["fail", "raw_only"]
@@ -73,8 +76,11 @@ def _integer(value: Any) -> Any:
 
 
 def _timestamp(value: Any) -> Any:
+    """An ISO 8601 time as text in UTC (the API's own text if it is in the API's format), for timestamptz."""
     if value is None:
         return None
+    if isinstance(value, str) and _API_TIME.fullmatch(value):
+        return value
     if isinstance(value, dt.datetime):
         moment = value
     elif isinstance(value, str):
@@ -91,7 +97,14 @@ def _timestamp(value: Any) -> Any:
     else:
         return _MISMATCH
     # Naive means UTC, as everywhere in the provider (the session's time zone must not decide).
-    return moment.replace(tzinfo=_UTC) if moment.tzinfo is None else moment
+    if moment.tzinfo is None:
+        return moment.replace(tzinfo=_UTC).isoformat()
+    try:
+        return moment.astimezone(_UTC).isoformat()
+    except (
+        OverflowError
+    ):  # e.g. 0001-01-01T00:30+01:00 lies before year 1 in UTC: PostgreSQL reads the offset
+        return moment.isoformat()
 
 
 def _json(value: Any) -> Any:
@@ -106,6 +119,7 @@ def _json(value: Any) -> Any:
 
 
 _CHECKS = {TEXT: _text, INTEGER: _integer, TIMESTAMP: _timestamp, JSON: _json}
+_API_TIME = re.compile(API_TIME_ON_A_REAL_DAY)
 
 
 # -- decoders -------------------------------------------------------------------------------------------
@@ -114,7 +128,8 @@ def _strict_type(kind: str) -> Any:
     if kind == INTEGER:
         return Annotated[int, msgspec.Meta(ge=INT_MIN, le=INT_MAX)] | None
     if kind == TIMESTAMP:
-        return dt.datetime | None
+        # The API's own format passes as it is; any other time takes the checked path (and is parsed there).
+        return Annotated[str, msgspec.Meta(pattern=rf"^{API_TIME_ON_A_REAL_DAY}\Z")] | None
     if kind == JSON:
         return msgspec.Raw  # checked and decoded to text after; a Raw field never fails decoding
     return str | None
@@ -155,12 +170,15 @@ class RowMapper:
         self._fields = [f for f, _ in kinds]
         self._checks = [_CHECKS[k] for _, k in kinds]
         self._kinds = [k for _, k in kinds]
-        self._strict = msgspec.json.Decoder(_struct("StrictRecord", kinds, strict=True))
+        strict = _struct("StrictRecord", kinds, strict=True)
+        self._strict = msgspec.json.Decoder(strict)
+        self._strict_many = msgspec.json.Decoder(list[strict])  # type: ignore[valid-type]
         self._loose = msgspec.json.Decoder(_struct("LooseRecord", kinds, strict=False))
-        # After a strict decode only these still need work: jsonb objects checked, naive times made UTC.
-        self._fixups = [(i, _CHECKS[k]) for i, (_, k) in enumerate(kinds) if k in (JSON, TIMESTAMP)]
+        # After a strict decode only jsonb values still need a check (objects and arrays only).
+        self._fixups = [(i, _CHECKS[k]) for i, (_, k) in enumerate(kinds) if k == JSON]
         # jsonb fields are checked but not staged: the upsert takes them from raw.
         self._staged = [i for i, (_, k) in enumerate(kinds) if k != JSON]
+        self._json_at = [i for i, (_, k) in enumerate(kinds) if k == JSON]
         #: ``raw_only`` mode: how many values of each field were kept only in ``raw``.
         self.mismatches: Counter[str] = Counter()
         #: ``raw_only`` mode: the first few ``(_id, field, value description)`` kept only in ``raw``.
@@ -170,9 +188,13 @@ class RowMapper:
     def log_type(self) -> OpseraLogType:
         return self.layout.log_type
 
-    def row(self, record: Record) -> tuple[Any, ...]:
+    def row(self, record: Record, *, derived: bool = False) -> tuple[Any, ...]:
         """The staged row of one record (``payload`` as the API's JSON bytes, or a dict): ``_id``,
-        ``created_at``, the fields other than jsonb ones, and ``raw``, the record's JSON text."""
+        ``created_at``, the fields other than jsonb ones, and ``raw``, the record's JSON text.
+
+        With ``derived``, the jsonb fields too (as JSON text, or None): the row of every
+        :attr:`TableLayout.columns`, for a COPY straight into the table.
+        """
         data = record.payload
         if not isinstance(data, (bytes, bytearray, memoryview)):
             data = msgspec.json.encode(data)
@@ -182,16 +204,60 @@ class RowMapper:
         try:
             values = list(msgspec.structs.astuple(self._strict.decode(data)))
         except msgspec.ValidationError:
-            values = self._checked(record.id, data)
-        else:
+            return self._finish(record, self._checked(record.id, data), derived, checked=True, data=data)
+        return self._finish(record, values, derived, data=data)
+
+    def _finish(
+        self,
+        record: Record,
+        values: list[Any],
+        derived: bool,
+        *,
+        checked: bool = False,
+        data: bytes | None = None,
+    ) -> tuple[Any, ...]:
+        """The row from a record's field values (jsonb values checked here unless ``checked`` already)."""
+        if not checked:
             for i, check in self._fixups:
                 value = check(values[i])
                 values[i] = value if value is not _MISMATCH else self._mismatch(record.id, i, values[i])
-        return (record.id, record.key, *[values[i] for i in self._staged], data.decode())
+        text = (data if data is not None else record.payload).decode()
+        if not derived:
+            return (record.id, record.key, *[values[i] for i in self._staged], text)
+        for i in self._json_at:
+            if values[i] is not None:
+                values[i] = bytes(values[i]).decode()
+        return (record.id, record.key, *values, text)
 
     def rows(self, records: Iterable[Record]) -> Iterator[tuple[Any, ...]]:
         for record in records:
             yield self.row(record)
+
+    def batch_rows(self, batch: Sequence[Record], *, derived: bool = False) -> list[tuple[Any, ...]]:
+        """:meth:`row` of every record of one response, decoded in one pass when all are well typed (else
+        record by record, which names the first record at fault)."""
+        payloads = [r.payload for r in batch]
+        if not all(type(p) is bytes for p in payloads):
+            return [self.row(r, derived=derived) for r in batch]
+        joined = b"[" + b",".join(payloads) + b"]"
+        if b"\\u0000" in joined:
+            return [self.row(r, derived=derived) for r in batch]
+        try:
+            decoded = self._strict_many.decode(joined)
+        except msgspec.ValidationError:
+            return [self.row(r, derived=derived) for r in batch]
+        astuple = msgspec.structs.astuple
+        if self._fixups:  # jsonb values: checked (and dropped, or made text) one by one
+            return [self._finish(r, list(astuple(s)), derived) for r, s in zip(batch, decoded, strict=True)]
+        if derived:
+            return [
+                (r.id, r.key, *astuple(s), r.payload.decode()) for r, s in zip(batch, decoded, strict=True)
+            ]
+        staged = self._staged
+        return [
+            (r.id, r.key, *[v[i] for i in staged], r.payload.decode())
+            for r, v in zip(batch, map(astuple, decoded), strict=True)
+        ]
 
     def _checked(self, record_id: str, data: bytes) -> list[Any]:
         """The slow path: some field failed the strict decode; find which, and fail or keep it in raw."""

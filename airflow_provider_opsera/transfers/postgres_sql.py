@@ -36,9 +36,11 @@ def _names(columns: tuple[Column, ...], prefix: str | None = None) -> sql.Compos
     return sql.SQL(", ").join(sql.Identifier(prefix, c.name) for c in columns)
 
 
-def _definition(column: Column) -> sql.Composed:
+def _definition(column: Column, primary_key: bool = True) -> sql.Composed:
     if column.name == "_id":
-        return sql.SQL("{} text PRIMARY KEY").format(sql.Identifier(column.name))
+        return sql.SQL("{} text" + (" PRIMARY KEY" if primary_key else " NOT NULL")).format(
+            sql.Identifier(column.name)
+        )
     not_null = " NOT NULL" if column.name in ("created_at", "raw") else ""
     return sql.SQL("{} " + column.sql_type + not_null).format(sql.Identifier(column.name))
 
@@ -47,12 +49,19 @@ def create_schema(schema: str) -> sql.Composed:
     return sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema))
 
 
-def create_table(layout: TableLayout, schema: str, table: str) -> sql.Composed:
-    columns: list[sql.Composable] = [_definition(c) for c in layout.columns]
+def create_table(layout: TableLayout, schema: str, table: str, primary_key: bool = True) -> sql.Composed:
+    """The table; without ``primary_key`` for a first load, which adds it (:func:`add_primary_key`) after
+    the rows: one index build instead of one index insert per row."""
+    columns: list[sql.Composable] = [_definition(c, primary_key) for c in layout.columns]
     columns.append(sql.SQL("loaded_at timestamptz NOT NULL DEFAULT now()"))
     return sql.SQL("CREATE TABLE IF NOT EXISTS {} ({})").format(
         target(schema, table), sql.SQL(", ").join(columns)
     )
+
+
+def add_primary_key(schema: str, table: str) -> sql.Composed:
+    """The primary key of a table created without one; named ``<table>_pkey`` as if declared inline."""
+    return sql.SQL("ALTER TABLE {} ADD PRIMARY KEY (_id)").format(target(schema, table))
 
 
 def create_indexes(layout: TableLayout, schema: str, table: str) -> list[sql.Composed]:
@@ -85,6 +94,11 @@ def copy_into(layout: TableLayout, staging: str) -> sql.Composed:
     return sql.SQL("COPY {} ({}) FROM STDIN").format(sql.Identifier(staging), _names(layout.staged))
 
 
+def copy_into_table(layout: TableLayout, schema: str, table: str) -> sql.Composed:
+    """COPY straight into a table this transaction created: every column (``loaded_at`` takes its default)."""
+    return sql.SQL("COPY {} ({}) FROM STDIN").format(target(schema, table), _names(layout.columns))
+
+
 def from_raw(column: Column) -> sql.Composed:
     """A jsonb field's value, taken from ``raw``: an object or array as it is, anything else NULL (the row
     mapper has already failed the load, or counted the value as kept only in raw, for a non-null scalar)."""
@@ -92,11 +106,10 @@ def from_raw(column: Column) -> sql.Composed:
     return sql.SQL("CASE WHEN jsonb_typeof({0}) IN ('object', 'array') THEN {0} END").format(value)
 
 
-def duplicate_id(staging: str) -> sql.Composed:
+def duplicate_id(table: str | sql.Identifier) -> sql.Composed:
     """An ``_id`` staged more than once, if any: a hash aggregate over the ids, cheaper than sorting rows."""
-    return sql.SQL("SELECT _id FROM {} GROUP BY _id HAVING count(*) > 1 LIMIT 1").format(
-        sql.Identifier(staging)
-    )
+    name = table if isinstance(table, sql.Identifier) else sql.Identifier(table)
+    return sql.SQL("SELECT _id FROM {} GROUP BY _id HAVING count(*) > 1 LIMIT 1").format(name)
 
 
 def upsert(layout: TableLayout, schema: str, table: str, staging: str) -> sql.Composed:

@@ -20,6 +20,7 @@ from airflow_provider_opsera import OpseraAPIError, OpseraError
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.responses import Record
+from airflow_provider_opsera.transfers import postgres_sql as q
 from airflow_provider_opsera.transfers.postgres import OpseraLogsToPostgresOperator
 from airflow_provider_opsera.transfers.postgres_load import load_records
 from airflow_provider_opsera.transfers.postgres_rows import OpseraRecordError, RowMapper
@@ -84,6 +85,57 @@ def _record(rid: str, **fields: Any) -> Record:
         "createdAt": "2024-04-01T10:00:00.000Z",
     }
     return Record(rid, "2024-04-01T10:00:00.000000Z", None, json.dumps(payload).encode())
+
+
+def test_an_id_twice_in_a_first_load_fails_and_creates_nothing(pg, pg_schema, postgres_dsn):
+    # A first load COPYs straight into the new table: the primary key, built after the rows, catches it.
+    with (
+        psycopg.connect(postgres_dsn) as conn,
+        pytest.raises(OpseraError, match="record _id=a came more than once in this load"),
+    ):
+        load_records(
+            conn, RowMapper(PIPELINE), [[_record("a"), _record("b")], [_record("a")]], pg_schema, "runs"
+        )
+    assert pg.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (pg_schema,)).fetchone() is None
+
+
+def _definition(pg: Any, schema: str, table: str) -> tuple[Any, ...]:
+    columns = pg.execute(
+        "SELECT column_name, data_type, is_nullable, column_default FROM information_schema.columns "
+        "WHERE table_schema = %s AND table_name = %s ORDER BY ordinal_position",
+        (schema, table),
+    ).fetchall()
+    indexes = pg.execute(
+        "SELECT replace(indexdef, %s, 'T') FROM pg_indexes WHERE schemaname = %s AND tablename = %s "
+        "ORDER BY indexname",
+        (table, schema, table),
+    ).fetchall()
+    constraints = pg.execute(
+        "SELECT conname, contype FROM pg_constraint WHERE conrelid = %s::regclass ORDER BY conname",
+        (f'"{schema}"."{table}"',),
+    ).fetchall()
+    return columns, indexes, [(name.replace(table, "T"), kind) for name, kind in constraints]
+
+
+def test_a_first_load_and_a_load_into_an_existing_table_leave_the_same_table(pg, pg_schema, postgres_dsn):
+    records = [_record("a", step_configuration={"tool": "jenkins"}), _record("b", api_response=[1])]
+    with psycopg.connect(postgres_dsn) as conn:
+        first = load_records(conn, RowMapper(PIPELINE), [records], pg_schema, "first")
+    # The other path: an empty table created by the upsert path's own statement, then loaded.
+    pg.execute(q.create_table(RowMapper(PIPELINE).layout, pg_schema, "upserted"))
+    for statement in q.create_indexes(RowMapper(PIPELINE).layout, pg_schema, "upserted"):
+        pg.execute(statement)
+    with psycopg.connect(postgres_dsn) as conn:
+        upserted = load_records(conn, RowMapper(PIPELINE), [records], pg_schema, "upserted")
+    assert (first.rows, first.inserted, first.updated, first.created) == (2, 2, 0, True)
+    assert (upserted.rows, upserted.inserted, upserted.updated, upserted.created) == (2, 2, 0, False)
+    assert _definition(pg, pg_schema, "first") == _definition(pg, pg_schema, "upserted")
+    query = "SELECT _id, created_at, status, run_count, step_configuration, api_response, raw FROM {} ORDER BY _id"
+    rows = [
+        pg.execute(sql.SQL(query).format(sql.Identifier(pg_schema, t))).fetchall()
+        for t in ("first", "upserted")
+    ]
+    assert rows[0] == rows[1] and rows[0][0][4] == {"tool": "jenkins"} and rows[0][1][5] == [1]
 
 
 def test_a_changed_record_is_updated_and_no_other_row_is_touched(pg, pg_schema, postgres_dsn):
