@@ -24,7 +24,8 @@ def _line(row: Row, rows: list[Row], work: Workload) -> str | None:
         return None
     wall, (client, sim, pg) = row.wall, _cpu(row)
     ds = next(d for d in work.datasets() if d.key == row.dataset_key)
-    label = f"{row.workload} {row.who} {row.sink} ({ds.n:,})"
+    sink = f"{row.sink} ({row.variant})" if row.variant else row.sink
+    label = f"{row.workload} {row.who} {sink} ({ds.n:,})"
     latency = ds.pages / workload.CONCURRENCY * workload.LATENCY
     cpu = f"CPU {client:.1f}s here + {sim:.1f}s simulator" + (f" + {pg:.1f}s PostgreSQL" if pg else "")
     busy = f"{(client + sim + pg) / wall:.1f} of 2 cores busy on average"
@@ -55,12 +56,20 @@ def _line(row: Row, rows: list[Row], work: Workload) -> str | None:
     floor_requests = (find(rows, "floor", row.dataset_key) or row).result.get("requests")
     extra = f" ({requests} requests, the floor {floor_requests})" if requests and floor_requests else ""
     what = {
-        "count": "Python work per record under the GIL (decoding in the fetch threads, de-duplicating ids) "
-        f"stretches every round trip{extra}",
-        "file": "gzip (level 6) on the consuming thread sets the pace once the extraction is a few pages ahead",
-        "postgres": "row mapping and COPY on the consuming thread, PostgreSQL parsing jsonb at COPY, then the "
-        "upsert after the last page (serial)",
+        "count": "the extraction's Python work under the GIL (each page checked in one msgspec pass, ids "
+        "de-duplicated) delays the fetch threads' reads and sends, and each ~50,000-record window starts with "
+        f"its page 1 alone{extra}",
+        "file": "as count, plus gzip (level 1) and the write on the consuming thread, overlapped with the "
+        "fetching",
+        "postgres": "a first load: row mapping and COPY on the consuming thread under the GIL, PostgreSQL "
+        "parsing jsonb and writing WAL as the rows arrive, then the primary key and two indexes built after "
+        "the last page (serial)",
     }[row.sink]
+    if row.variant == "existing table":
+        what = (
+            "COPY into a temporary table as the rows arrive, then after the last page the upsert into the "
+            "indexed table (serial: one index insert per row and index, and every row written twice)"
+        )
     floor = find(rows, "floor", row.dataset_key)
     over = f", {wall - floor.wall:+.1f}s on the floor" if floor and floor.wall else ""
     return f"{label}: {what}; {cpu}, {busy}{over}; peak RSS {row.peak_rss or 0:.0f} MB."

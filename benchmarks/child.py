@@ -26,6 +26,7 @@ CONFIGS: dict[str, type[BaseConfig]] = {
     "ours_count": ours.OursCount,
     "ours_file": ours.OursFile,
     "ours_postgres": ours.OursPostgres,
+    "ours_postgres_existing": ours.OursPostgresExisting,
     "naive_count": baselines.NaiveCount,
     "naive_file": baselines.NaiveFile,
     "naive_postgres": baselines.NaivePostgres,

@@ -71,6 +71,8 @@ class BaseConfig:
 
     who = ""
     sink = ""
+    #: Tells apart two configurations of one ``who`` and ``sink`` (shown beside the sink in the table).
+    variant = ""
     #: Modules imported before anything is measured: an import is not part of a run.
     imports: tuple[str, ...] = ()
 

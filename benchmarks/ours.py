@@ -2,7 +2,10 @@
 
 - ``count``: ``OpseraHook.iter_log_batches(..., raw=True)``, records counted and dropped;
 - ``file``: ``OpseraLogsOperator.execute`` with a ``file://`` ``output_path`` (gzipped NDJSON parts + manifest);
-- ``postgres``: ``OpseraLogsToPostgresOperator.execute`` (COPY into a temporary table, then the upsert).
+- ``postgres``: ``OpseraLogsToPostgresOperator.execute`` into a table that does not exist yet (a first load:
+  COPY straight into the new table, indexes built after);
+- ``postgres_existing``: the same into an existing, indexed, empty table (every later load: COPY into a
+  temporary table, then the upsert).
 
 The operators run with a minimal context: only ``outlet_events``, which both use to emit their asset event.
 """
@@ -12,7 +15,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from benchmarks.common import BaseConfig, Outcome, Target, count_rows, drop_table
+from benchmarks.common import BaseConfig, Outcome, Target, count_rows, drop_table, pg_connect
 from benchmarks.workload import CONCURRENCY, PAGE_SIZE
 
 
@@ -147,3 +150,27 @@ class OursPostgres(_Ours):
         rows = count_rows(target, self.table(target))
         if rows != target.dataset.n:
             raise AssertionError(f"ours/postgres: the table holds {rows} rows, expected {target.dataset.n}")
+
+
+class OursPostgresExisting(OursPostgres):
+    """The load every day after the first: into an existing table, through the staging table and the upsert."""
+
+    variant = "existing table"
+
+    def table(self, target: Target) -> str:
+        return f"ours_existing_{target.dataset.key}"
+
+    def prepare(self, target: Target) -> None:
+        super().prepare(target)
+        from airflow_provider_opsera.transfers import postgres_sql as q
+        from airflow_provider_opsera.transfers.postgres_table import layout_for
+
+        layout = layout_for(target.dataset.log_type)
+        with pg_connect(target) as conn:
+            conn.execute(q.create_table(layout, target.pg_schema, self.table(target)))
+            for statement in q.create_indexes(layout, target.pg_schema, self.table(target)):
+                conn.execute(statement)
+
+    def run(self, target: Target) -> Outcome:
+        outcome = super().run(target)
+        return Outcome(outcome.records, note=f"upsert path; {outcome.note}")

@@ -54,6 +54,7 @@ def plan(work: Workload) -> list[Step]:
         Step("W1(b)", "naive_file", day),
         Step("W1(b)", "dlt_file", day),
         Step("W1(c)", "ours_postgres", day, reps),
+        Step("W1(c)", "ours_postgres_existing", day),
         Step("W1(c)", "naive_postgres", day),
         Step("W1(c)", "dlt_postgres", day),
         Step("W2", "floor", work.split_day),
@@ -214,6 +215,7 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[report.Check], str]:
     try:
         for i, step in enumerate(plan(work)):
             row = Row(step.workload, step.sink, step.who, step.dataset.key, step.dataset.n)
+            row.variant = CONFIGS[step.config].variant
             row.skipped = skip_reason(step, pg_problem, has_dlt)
             if row.skipped is None:
                 spec = {

@@ -42,7 +42,7 @@ def target_spec(opsera_simulator, tmp_path, monkeypatch):
 
 def _row(config: str, dataset: workload.DataSet, result: dict) -> report.Row:
     kind = child.CONFIGS[config]
-    return report.Row("W1", kind.sink, kind.who, dataset.key, dataset.n, result)
+    return report.Row("W1", kind.sink, kind.who, dataset.key, dataset.n, result, variant=kind.variant)
 
 
 def test_every_configuration_delivers_the_workload(target_spec, postgres_dsn, request):
@@ -53,6 +53,7 @@ def test_every_configuration_delivers_the_workload(target_spec, postgres_dsn, re
         "naive_count",
         "naive_file",
         "ours_postgres",
+        "ours_postgres_existing",
         "naive_postgres",
     ]
     if dlt_baseline.available():
@@ -79,7 +80,9 @@ def test_every_configuration_delivers_the_workload(target_spec, postgres_dsn, re
     assert len(notes) == len(rows)
     markdown = report.render_markdown(rows, checks, report.machine(), suite.describe(WORK), notes)
     assert "| workload | sink | run |" in markdown and "## What bounds each figure" in markdown
-    assert "W1(b) ours/floor >= 0.8" in report.text_table(*report.targets_table(checks))
+    targets = report.text_table(*report.targets_table(checks))
+    assert "W1(b) ours/floor >= 0.8" in targets and "W1(c) existing table ours/floor >= 0.6" in targets
+    assert "postgres (existing table)" in markdown
 
 
 def _drop(dsn: str, schema: str) -> None:
