@@ -51,9 +51,9 @@ def find(
     rows: list[Row], who: str, dataset_key: str, sink: str | None = None, variant: str = ""
 ) -> Row | None:
     for row in rows:
-        if row.who == who and row.dataset_key == dataset_key and (sink is None or row.sink == sink):
-            if row.variant == variant:
-                return row
+        same_sink = sink is None or (row.sink == sink and row.variant == variant)
+        if row.who == who and row.dataset_key == dataset_key and same_sink:
+            return row
     return None
 
 

@@ -7,6 +7,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pendulum
+from connections import postgres_conn_json  # noqa: F401  (re-exported for the reliability tests)
 
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.hooks.opsera import OpseraHook
@@ -103,20 +104,3 @@ def assert_ground_truth(
 def bad_statuses(sim: OpseraSimulator) -> list[Any]:
     """Requests the server refused as malformed (400/422): the client must never send one."""
     return [r for r in sim.requests if r.status in (400, 404, 422)]
-
-
-def postgres_conn_json(postgres_dsn: str) -> str:
-    """An Airflow postgres connection (``AIRFLOW_CONN_*`` value) for the test DSN."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    info = conninfo_to_dict(postgres_dsn)
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": info.get("host", "127.0.0.1"),
-            "port": int(info.get("port", 5432)),
-            "login": info.get("user", "postgres"),
-            "password": info.get("password"),
-            "schema": info.get("dbname", "test"),
-        }
-    )

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-import json
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
+from connections import postgres_conn_json as conn_json  # noqa: F401  (re-exported)
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
@@ -17,24 +17,6 @@ from airflow_provider_opsera.catalogue import JSON, TIMESTAMP, OpseraLogType
 from airflow_provider_opsera.transfers.postgres_table import layout_for
 
 FAST = {"retry_min_wait": 0.01, "retry_max_wait": 0.05}
-
-
-def conn_json(postgres_dsn: str, **extra: Any) -> str:
-    """An Airflow postgres connection (``AIRFLOW_CONN_*`` value) for the test DSN."""
-    from psycopg.conninfo import conninfo_to_dict
-
-    info = conninfo_to_dict(postgres_dsn)
-    return json.dumps(
-        {
-            "conn_type": "postgres",
-            "host": info.get("host", "127.0.0.1"),
-            "port": int(info.get("port", 5432)),
-            "login": info.get("user", "postgres"),
-            "password": info.get("password"),
-            "schema": info.get("dbname", "test"),
-            "extra": extra,
-        }
-    )
 
 
 def snapshot(pg: Any, schema: str, table: str) -> list[tuple[Any, ...]] | None:

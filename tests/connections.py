@@ -1,0 +1,24 @@
+"""Airflow connection values shared by the test folders (``tests/`` is on sys.path: its conftest is there)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+
+def postgres_conn_json(postgres_dsn: str, **extra: Any) -> str:
+    """An Airflow postgres connection (``AIRFLOW_CONN_*`` value) for the test DSN."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    info = conninfo_to_dict(postgres_dsn)
+    return json.dumps(
+        {
+            "conn_type": "postgres",
+            "host": info.get("host", "127.0.0.1"),
+            "port": int(info.get("port", 5432)),
+            "login": info.get("user", "postgres"),
+            "password": info.get("password"),
+            "schema": info.get("dbname", "test"),
+            "extra": extra,
+        }
+    )
