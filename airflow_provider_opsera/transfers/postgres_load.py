@@ -159,21 +159,27 @@ def _came_twice(layout: TableLayout, rid: Any, schema: str, table: str) -> Opser
     )
 
 
-def _first_load(
-    db: _Statements,
-    mapper: RowMapper,
-    batches: Iterable[list[Record]],
-    schema: str,
-    table: str,
-    on_batch: Callable[[int], None] | None,
-) -> LoadResult:
+@dataclass(frozen=True)
+class _Load:
+    """One load's parts: where the records go, and what to call after each batch."""
+
+    db: _Statements
+    mapper: RowMapper
+    batches: Iterable[list[Record]]
+    schema: str
+    table: str
+    on_batch: Callable[[int], None] | None
+
+
+def _first_load(load: _Load) -> LoadResult:
     """Create the table (and schema) without indexes, COPY every record into it, then index it."""
+    db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
     layout = mapper.layout
     if not db.rows(q.SCHEMA_EXISTS, (schema,)):
         db.run(q.create_schema(schema))
     db.run(q.create_table(layout, schema, table, primary_key=False))
     statement = q.copy_into_table(layout, schema, table)
-    rows = _stream(db, mapper, statement, batches, on_batch, derived=True)
+    rows = _stream(db, mapper, statement, load.batches, load.on_batch, derived=True)
     db.run(sql.SQL("SAVEPOINT opsera_primary_key"))
     try:
         db.run(q.add_primary_key(schema, table))
@@ -188,19 +194,13 @@ def _first_load(
     return LoadResult(rows=rows, inserted=rows, updated=0, created=True)
 
 
-def _load_via_staging(
-    db: _Statements,
-    mapper: RowMapper,
-    batches: Iterable[list[Record]],
-    schema: str,
-    table: str,
-    on_batch: Callable[[int], None] | None,
-) -> LoadResult:
+def _load_via_staging(load: _Load) -> LoadResult:
     """COPY into a temporary table, then upsert from it (creating the table if it is still missing)."""
+    db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
     layout = mapper.layout
     staging = f"opsera_staging_{uuid.uuid4().hex[:12]}"
     db.run(q.create_staging(layout, staging))
-    rows = _stream(db, mapper, q.copy_into(layout, staging), batches, on_batch)
+    rows = _stream(db, mapper, q.copy_into(layout, staging), load.batches, load.on_batch)
     twice = db.rows(q.duplicate_id(staging))
     if twice:
         raise _came_twice(layout, twice[0][0], schema, table)
@@ -234,8 +234,8 @@ def load_records(
                 # Wait for any other load into this table; it may have created the table meanwhile.
                 db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
                 first = _missing(db, schema, table)
-            load = _first_load if first else _load_via_staging
-            result = load(db, mapper, batches, schema, table, on_batch)
+            run = _first_load if first else _load_via_staging
+            result = run(_Load(db, mapper, batches, schema, table, on_batch))
         conn.commit()
     except BaseException:
         # The connection may be gone; the server then rolls back on its own.
