@@ -22,6 +22,7 @@ from typing import Any
 
 from psycopg import sql
 
+from airflow_provider_opsera.catalogue import INTEGER
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.transfers import postgres_sql as q
@@ -112,7 +113,14 @@ def _stream(
         lines = (copy_line(row) for batch in counted() for row in mapper.batch_rows(batch, derived=derived))
         db.cursor.copy_expert(statement.as_string(None), _CopyReader(lines))
         return count
-    with db.cursor.copy(statement) as copy:
+    from psycopg.copy import QueuedLibpqWriter
+
+    # A thread sends what is formatted: rows are mapped while the server reads the previous ones (at most
+    # psycopg's queue of 1024 x 32 kB waits), instead of the mapping stopping whenever the server is busy.
+    with db.cursor.copy(statement, writer=QueuedLibpqWriter(db.cursor)) as copy:
+        # Every value is text or an int by now (RowMapper): naming the types spares a lookup per value.
+        columns = mapper.layout.columns if derived else mapper.layout.staged
+        copy.set_types(["integer" if c.kind == INTEGER else "text" for c in columns])
         write = copy.write_row
         for batch in counted():
             for row in mapper.batch_rows(batch, derived=derived):
