@@ -1,10 +1,11 @@
 """Running a load on one database connection, in one transaction.
 
 Into an existing table: COPY into a temporary table, then one upsert; the table is only touched at the end,
-under an advisory lock. A first load (the table does not exist yet) takes the lock first, creates the table
-without indexes, COPYs straight into it (nothing can conflict with rows of a table nobody else can see yet),
-then builds the primary key and indexes over the loaded rows: one index build each instead of an index insert
-per row, and no second copy of every row.
+under an advisory lock. A first load (the table does not exist yet, and no other load holds its lock) takes
+the lock first, creates the table without indexes, COPYs straight into it (nothing can conflict with rows of a
+table nobody else can see yet), then builds the primary key and indexes over the loaded rows: one index build
+each instead of an index insert per row, and no second copy of every row. A load that finds the lock taken
+stages its records meanwhile and takes the upsert path, so concurrent runs still extract in parallel.
 
 Works on the connection :class:`~airflow.providers.postgres.hooks.postgres.PostgresHook` hands out: psycopg 3
 (``cursor.copy()`` and ``write_row``) or, where the hook still uses psycopg2 (SQLAlchemy 1.x), psycopg2's
@@ -237,11 +238,14 @@ def load_records(
     try:
         with conn.cursor() as cursor:
             db = _Statements(cursor)
-            first = _missing(db, schema, table)
-            if first:
-                # Wait for any other load into this table; it may have created the table meanwhile.
-                db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
-                first = _missing(db, schema, table)
+            # A first load holds the table's lock from the start. If another load holds it (creating the table,
+            # or upserting), this one does not wait: it stages its records meanwhile, and waits for the lock
+            # only before its upsert, as every load into an existing table does.
+            first = (
+                _missing(db, schema, table)
+                and db.rows(q.TRY_LOCK_TABLE, (f"{schema}.{table}",))[0][0]
+                and _missing(db, schema, table)  # created and committed by another load just before
+            )
             run = _first_load if first else _load_via_staging
             result = run(_Load(db, mapper, batches, schema, table, on_batch))
         conn.commit()

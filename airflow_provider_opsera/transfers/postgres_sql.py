@@ -24,6 +24,10 @@ EXISTING_COLUMNS = sql.SQL(
 SCHEMA_EXISTS = sql.SQL("SELECT 1 FROM pg_catalog.pg_namespace WHERE nspname = %s")
 #: Serialises loads into one table until commit. Parameter: ``schema.table``.
 LOCK_TABLE = sql.SQL("SELECT pg_advisory_xact_lock({}, hashtext(%s))").format(sql.Literal(LOCK_NAMESPACE))
+#: The same lock if it is free now (then held until commit): one row, true or false. Parameter: ``schema.table``.
+TRY_LOCK_TABLE = sql.SQL("SELECT pg_try_advisory_xact_lock({}, hashtext(%s))").format(
+    sql.Literal(LOCK_NAMESPACE)
+)
 
 
 def target(schema: str, table: str) -> sql.Identifier:

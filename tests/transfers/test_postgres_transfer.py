@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 from typing import Any
 
@@ -398,6 +399,32 @@ def test_concurrent_overlapping_loads_into_one_table(sim, postgres_conn, pg, pg_
         t.join()
     assert not errors
     assert sum(r["inserted"] for r in results) == 4000
+    assert_table_is(pg, pg_schema, TABLE, PIPELINE, sim.ground_truth(PIPELINE, START, end))
+
+
+def test_a_load_stages_its_records_while_another_load_creates_the_table(
+    sim, postgres_conn, pg, pg_schema, postgres_dsn
+):
+    # A first load holds the table's lock until it commits; a load started meanwhile must not queue behind it
+    # with its extraction stopped (a backfill's runs would then go one at a time): it stages its records and
+    # waits only to upsert them.
+    end = START.add(days=2)
+    sim.generate(PIPELINE, START, end, 1500)
+    results: list[dict[str, Any]] = []
+    with psycopg.connect(postgres_dsn) as holder:  # stands in for a first load still streaming
+        assert holder.execute(q.TRY_LOCK_TABLE, (f"{pg_schema}.{TABLE}",)).fetchone() == (True,)
+        loader = threading.Thread(target=lambda: results.append(run(operator(pg_schema, START, end))))
+        loader.start()
+        # One capped answer for the two days, then one per day: the whole interval, fetched under the lock...
+        deadline = time.monotonic() + 60
+        while sim.request_count(PIPELINE) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.5)
+        assert sim.request_count(PIPELINE) == 3
+        assert loader.is_alive() and not results  # ...while the upsert waits for it
+        holder.rollback()  # the "first load" fails: this load creates the table itself
+    loader.join(60)
+    assert results == [{"rows": 1500, "table": f"{pg_schema}.{TABLE}", "inserted": 1500, "updated": 0}]
     assert_table_is(pg, pg_schema, TABLE, PIPELINE, sim.ground_truth(PIPELINE, START, end))
 
 
