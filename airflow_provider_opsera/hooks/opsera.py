@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -223,11 +224,8 @@ class OpseraHook(BaseHook):
         try:
             for attempt in retrying:
                 with attempt:
-                    if slots is None:
+                    with slots or contextlib.nullcontext():
                         body = self._request(endpoint, params, stats)
-                    else:
-                        with slots:
-                            body = self._request(endpoint, params, stats)
                     return decode_page(body, endpoint, self._url(endpoint, params), raw=raw)
         except (OpseraError, requests.RequestException, OSError) as err:
             raise final_error(err, settings.max_retries + 1, self._url(endpoint, params)) from None
