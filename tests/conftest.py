@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import pathlib
+import socket
+from collections.abc import Callable, Iterator
 
 _ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(_ROOT / ".airflow-home"))
@@ -11,6 +13,10 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_ROOT / "example_dags"))
 
 import pytest  # noqa: E402
+from connections import MOTO_CONN_ID, aws_moto_conn_json  # noqa: E402
+
+# dag_runs.py asserts on the test's behalf: keep pytest's detailed failure messages for its asserts.
+pytest.register_assert_rewrite("dag_runs")
 
 
 def require_service(available: bool, reason: str) -> None:
@@ -90,3 +96,44 @@ def _fresh_object_store_clients():
         s3fs.S3FileSystem.clear_instance_cache()
     except ImportError:  # pragma: no cover
         pass
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    """moto's S3 server on a free loopback port, for the whole session."""
+    from moto.server import ThreadedMotoServer
+
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto_s3(moto_endpoint: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[str], str]:
+    """moto's S3 with fake AWS credentials and the ``aws`` connection ``MOTO_CONN_ID`` pointing at it.
+
+    Returns ``make_bucket(name)``, which creates the bucket and returns its name.
+    """
+    import boto3
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    monkeypatch.setenv(f"AIRFLOW_CONN_{MOTO_CONN_ID.upper()}", aws_moto_conn_json(moto_endpoint))
+    client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")
+
+    def make_bucket(name: str) -> str:
+        client.create_bucket(Bucket=name)
+        return name
+
+    return make_bucket

@@ -5,6 +5,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+#: The Airflow connection id of moto's S3 endpoint (``AIRFLOW_CONN_AWS_MOTO``), set by the ``moto_s3`` fixture.
+MOTO_CONN_ID = "aws_moto"
+
 
 def postgres_conn_json(postgres_dsn: str, **extra: Any) -> str:
     """An Airflow postgres connection (``AIRFLOW_CONN_*`` value) for the test DSN."""
@@ -20,5 +23,17 @@ def postgres_conn_json(postgres_dsn: str, **extra: Any) -> str:
             "password": info.get("password"),
             "schema": info.get("dbname", "test"),
             "extra": extra,
+        }
+    )
+
+
+def aws_moto_conn_json(endpoint: str) -> str:
+    """An Airflow aws connection (``AIRFLOW_CONN_*`` value) for moto's S3 server at ``endpoint``."""
+    return json.dumps(
+        {
+            "conn_type": "aws",
+            "login": "testing",
+            "password": "testing",
+            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         }
     )

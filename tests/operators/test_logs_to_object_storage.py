@@ -7,16 +7,14 @@ no duplicates), and a rerun of the same interval must leave exactly one copy.
 from __future__ import annotations
 
 import json
-import pathlib
 
 import pendulum
 import pytest
 from airflow.sdk import ObjectStoragePath
+from dag_runs import load_example_dag, run_day
 
 from airflow_provider_opsera.landing import iter_landed_records, read_manifest
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-DAG_FILE = ROOT / "example_dags" / "opsera_logs_to_s3.py"
 DAY = pendulum.datetime(2024, 5, 9, tz="UTC")
 NEXT = DAY.add(days=1)
 LOG_TYPES = ("user_activity", "audit", "token_activity", "pipeline_activity")
@@ -40,20 +38,7 @@ def sim(opsera_simulator, monkeypatch):
 
 @pytest.fixture
 def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors
-    return bag.get_dag("opsera_logs_to_s3")
-
-
-def run_day(dag, conf: dict) -> None:
-    from airflow.utils.state import DagRunState
-
-    # A daily CronDataIntervalTimetable run at NEXT reads the day before: [DAY, NEXT).
-    run = dag.test(logical_date=NEXT, run_conf=conf)
-    assert run.state == DagRunState.SUCCESS
-    assert (run.data_interval_start, run.data_interval_end) == (DAY, NEXT)
+    return load_example_dag("opsera_logs_to_s3")
 
 
 def check_landed(sim, base: str, conn_id: str | None) -> dict[str, int]:
@@ -97,11 +82,11 @@ def asset_events(uri: str) -> list[dict]:
 
 def test_example_dag_lands_a_day_in_a_local_folder_and_a_rerun_keeps_one_copy(sim, dag, tmp_path):
     base = f"file://{tmp_path}/lake"
-    run_day(dag, {"output_base": base + "/"})  # a trailing slash is fine
+    run_day(dag, {"output_base": base + "/"}, DAY, NEXT)  # a trailing slash is fine
     counts = check_landed(sim, base, None)
     assert counts["pipeline_activity"] > 1000
 
-    run_day(dag, {"output_base": base})
+    run_day(dag, {"output_base": base}, DAY, NEXT)
     assert check_landed(sim, base, None) == counts
     # Each run emitted an event for the dataset folder (not one asset per day) naming its day's folder.
     events = asset_events(f"{base}/opsera/audit")
@@ -115,9 +100,9 @@ def test_example_dag_lands_a_day_in_s3_and_a_rerun_keeps_one_copy(sim, dag, s3_b
     bucket, conn_id = s3_bucket
     base = f"s3://{bucket}"
     conf = {"output_base": base, "output_conn_id": conn_id}
-    run_day(dag, conf)
+    run_day(dag, conf, DAY, NEXT)
     counts = check_landed(sim, base, conn_id)
-    run_day(dag, conf)
+    run_day(dag, conf, DAY, NEXT)
     assert check_landed(sim, base, conn_id) == counts
 
     client = boto3.client("s3", endpoint_url=moto_endpoint, region_name="us-east-1")

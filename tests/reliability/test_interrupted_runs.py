@@ -19,6 +19,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from connections import MOTO_CONN_ID
 from reliability_helpers import FAST, by_id, postgres_conn_json
 
 from airflow_provider_opsera.testing import OpseraSimulator
@@ -128,48 +129,16 @@ def truth(sim: OpseraSimulator) -> list[dict[str, Any]]:
 
 
 # -- object storage (file:// and s3://) ----------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def moto_endpoint() -> Iterator[str]:
-    import socket
-
-    from moto.server import ThreadedMotoServer
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    yield f"http://127.0.0.1:{port}"
-    server.stop()
-
-
 @pytest.fixture(params=["file", "s3"])
-def store(request, tmp_path, monkeypatch) -> dict[str, Any]:
+def store(request, tmp_path) -> dict[str, Any]:
     """Where to land: ``{"url", "conn_id", "folder"}`` for a local folder or a fresh bucket on moto."""
     from airflow.sdk import ObjectStoragePath
 
     if request.param == "file":
         url, conn_id = f"file://{tmp_path}/landing/", None
     else:
-        import boto3
-
-        endpoint = request.getfixturevalue("moto_endpoint")
-        for name, value in (
-            ("AWS_ACCESS_KEY_ID", "testing"),
-            ("AWS_SECRET_ACCESS_KEY", "testing"),
-            ("AWS_DEFAULT_REGION", "us-east-1"),
-        ):
-            monkeypatch.setenv(name, value)
-        conn = {
-            "conn_type": "aws",
-            "login": "testing",
-            "password": "testing",
-            "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
-        }
-        monkeypatch.setenv("AIRFLOW_CONN_AWS_MOTO", json.dumps(conn))
-        bucket = f"opsera-crash-{uuid.uuid4().hex[:10]}"
-        boto3.client("s3", endpoint_url=endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
-        url, conn_id = f"s3://{bucket}/opsera/audit/", "aws_moto"
+        bucket = request.getfixturevalue("moto_s3")(f"opsera-crash-{uuid.uuid4().hex[:10]}")
+        url, conn_id = f"s3://{bucket}/opsera/audit/", MOTO_CONN_ID
     return {"url": url, "conn_id": conn_id, "folder": ObjectStoragePath(url, conn_id=conn_id)}
 
 

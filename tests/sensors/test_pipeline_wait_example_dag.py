@@ -6,22 +6,16 @@ the loaded DAG's tasks (the example polls every 30-60 s).
 
 from __future__ import annotations
 
-import pathlib
-
 import pytest
+from dag_runs import load_example_dag
 from sensor_helpers import script, task_state, then, xcom_value
 
-DAG_FILE = pathlib.Path(__file__).resolve().parents[2] / "example_dags" / "opsera_pipeline_wait.py"
 PID = "64a0c1e2f3b4a5c6d7e8f901"
 
 
 @pytest.fixture
 def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors, bag.import_errors
-    dag = bag.get_dag("opsera_pipeline_wait")
+    dag = load_example_dag("opsera_pipeline_wait")
     for task_id in ("wait_for_anchore", "wait_for_run"):
         dag.get_task(task_id).poke_interval = 0.3
     return dag

@@ -6,17 +6,14 @@ the same interval must leave them untouched.
 
 from __future__ import annotations
 
-import pathlib
-
 import pendulum
 import pytest
+from dag_runs import load_example_dag, run_day
 from pg_helpers import FAST, assert_table_is, snapshot
 
 from airflow_provider_opsera import OpseraLogType
 from airflow_provider_opsera.transfers.postgres_table import default_table
 
-ROOT = pathlib.Path(__file__).resolve().parents[2]
-DAG_FILE = ROOT / "example_dags" / "opsera_logs_to_postgres.py"
 DAY = pendulum.datetime(2024, 5, 9, tz="UTC")
 NEXT = DAY.add(days=1)
 
@@ -39,20 +36,7 @@ def sim(opsera_simulator, monkeypatch):
 
 @pytest.fixture
 def dag(airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAG_FILE))
-    assert not bag.import_errors
-    return bag.get_dag("opsera_logs_to_postgres")
-
-
-def run_day(dag, conf: dict) -> None:
-    from airflow.utils.state import DagRunState
-
-    # A daily CronDataIntervalTimetable run at NEXT reads the day before: [DAY, NEXT).
-    run = dag.test(logical_date=NEXT, run_conf=conf)
-    assert run.state == DagRunState.SUCCESS
-    assert (run.data_interval_start, run.data_interval_end) == (DAY, NEXT)
+    return load_example_dag("opsera_logs_to_postgres")
 
 
 def asset_events(uri: str) -> list[dict]:
@@ -72,14 +56,14 @@ def asset_events(uri: str) -> list[dict]:
 def test_example_dag_loads_a_day_of_every_log_type_and_a_rerun_changes_nothing(
     sim, dag, postgres_conn, pg, pg_schema
 ):
-    run_day(dag, {"schema": pg_schema})
+    run_day(dag, {"schema": pg_schema}, DAY, NEXT)
     for log_type in OpseraLogType:
         assert_table_is(
             pg, pg_schema, default_table(log_type), log_type, sim.ground_truth(log_type, DAY, NEXT)
         )
     before = {t: snapshot(pg, pg_schema, default_table(t)) for t in OpseraLogType}
 
-    run_day(dag, {"schema": pg_schema})
+    run_day(dag, {"schema": pg_schema}, DAY, NEXT)
     assert {t: snapshot(pg, pg_schema, default_table(t)) for t in OpseraLogType} == before
 
     # Each run emitted an asset event for the table, in the postgres provider's URI scheme.
