@@ -89,9 +89,18 @@ def _read_chunks(raw: Any, deadline: float, url: str) -> bytes:
 
 
 def http_error(
-    endpoint: Endpoint, status: int, url: str, body: Any, conn_id: str, retry_after=None
+    endpoint: Endpoint,
+    status: int,
+    url: str,
+    body: bytes,
+    conn_id: str,
+    token: str | None,
+    retry_after: float | None = None,
 ) -> OpseraError:
-    """The provider's exception for an HTTP error status (auth errors name the scopes and roles needed)."""
+    """The provider's exception for an HTTP error status (auth errors name the scopes and roles needed).
+
+    The body's first 4 kB go into the message, with the API token masked should the server echo it.
+    """
     path = endpoint.path
     if status == 401:
         return OpseraAuthError(
@@ -107,7 +116,8 @@ def http_error(
             status_code=403,
             url=url,
         )
-    text = excerpt(body)
+    shown = body[:4096].decode("utf-8", "replace")
+    text = excerpt(shown.replace(token, "***") if token else shown)
     message = f"Opsera answered HTTP {status} for GET {url}" + (f": {text}" if text else "")
     if is_retryable_status(status):
         return RetryableAPIError(message, status_code=status, url=url, body=text, retry_after=retry_after)
@@ -187,15 +197,12 @@ class OpseraHook(BaseHook):
                 endpoint,
                 response.status_code,
                 url,
-                self._redact(body),
+                body,
                 self.opsera_conn_id,
+                self.settings.token,
                 parse_retry_after(response.headers.get("Retry-After")),
             )
         return body
-
-    def _redact(self, body: bytes) -> str:
-        text = body[:4096].decode("utf-8", "replace")
-        return text.replace(self.settings.token, "***") if self.settings.token else text
 
     def _call(
         self,

@@ -115,19 +115,15 @@ class OpseraAsyncClient:
                                 endpoint,
                                 response.status,
                                 shown,
-                                self._redact(body),
+                                body,
                                 self.opsera_conn_id,
+                                self.settings.token if self.settings else None,
                                 parse_retry_after(response.headers.get("Retry-After")),
                             )
                     return decode_page(body, endpoint, shown)
         except (OpseraError, aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
             raise final_error(err, settings.max_retries + 1, shown) from None
         raise AssertionError("unreachable")  # pragma: no cover
-
-    def _redact(self, body: bytes) -> str:
-        text = body[:4096].decode("utf-8", "replace")
-        token = self.settings.token if self.settings else ""
-        return text.replace(token, "***") if token else text
 
     def _before_retry(self, state: Any) -> None:
         self.retries += 1
