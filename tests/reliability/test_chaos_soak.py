@@ -23,6 +23,7 @@ from reliability_helpers import FAST, by_id, postgres_conn_json
 
 from airflow_provider_opsera.catalogue import USER_ACTIVITY_TYPES
 from airflow_provider_opsera.testing import OpseraSimulator
+from airflow_provider_opsera.testing.faults import FAULT_KINDS
 
 N = 100_000
 START = pendulum.datetime(2024, 3, 1, tz="UTC")
@@ -30,23 +31,9 @@ CASES = {
     "v2": ("audit", START, START.add(days=1)),
     "v1-split": ("user_activity", START, START.add(days=10)),
 }
-#: The fault matrix's transient faults. ``slow`` gets its own rule (it needs a delay longer than the timeout).
-RANDOM_KINDS = [
-    "429",
-    "500",
-    "502",
-    "503",
-    "504",
-    "reset_before",
-    "reset_mid_body",
-    "malformed_json",
-    "missing_data",
-    "data_not_list",
-    "record_missing_id",
-    "record_missing_created_at",
-    "duplicate_records",
-    "outside_window",
-]
+#: Every fault kind the simulator has, drawn at random; ``slow`` gets its own rule (it needs a delay longer than
+#: the timeout), and a total that changes mid-paging is not transient (the fault matrix covers it on its own).
+RANDOM_KINDS = sorted(FAULT_KINDS - {"slow", "total_changes"})
 RATE = 0.10
 #: Faults that cost a retry each (the others are tampered data the client filters).
 RETRYING = set(RANDOM_KINDS) - {"duplicate_records", "outside_window"}
