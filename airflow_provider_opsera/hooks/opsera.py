@@ -12,7 +12,6 @@ from urllib.parse import urlencode
 
 import requests
 import urllib3
-from airflow.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from tenacity import Retrying, retry_if_exception, stop_after_attempt, stop_when_event_set
 
@@ -23,6 +22,7 @@ from airflow_provider_opsera.catalogue import (
     validate_filters,
     validate_params,
 )
+from airflow_provider_opsera.compat import BaseHook
 from airflow_provider_opsera.connection import OpseraConnectionSettings
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError, OpseraError
 from airflow_provider_opsera.extraction import Extraction, ExtractionStats

@@ -13,11 +13,11 @@ from collections.abc import Mapping
 from typing import Any
 
 import aiohttp
-from airflow.sdk import BaseHook
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 from yarl import URL
 
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_params
+from airflow_provider_opsera.compat import BaseHook
 from airflow_provider_opsera.connection import OpseraConnectionSettings
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.hooks.opsera import http_error

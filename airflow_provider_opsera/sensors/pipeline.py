@@ -9,15 +9,15 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator
 from airflow.sdk.bases.sensor import PokeReturnValue
-from airflow.sdk.exceptions import (
+
+from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
     AirflowTaskTimeout,
 )
-
-from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.pipeline_status import (
