@@ -12,6 +12,7 @@ from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import (
     OpseraAPIError,
     OpseraAuthError,
+    OpseraConnectionError,
     OpseraError,
     OpseraIncompleteResultError,
     OpseraRecordError,
@@ -20,6 +21,7 @@ from airflow_provider_opsera.exceptions import (
 __all__ = [
     "OpseraAPIError",
     "OpseraAuthError",
+    "OpseraConnectionError",
     "OpseraError",
     "OpseraIncompleteResultError",
     "OpseraLogType",

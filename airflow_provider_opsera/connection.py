@@ -1,16 +1,195 @@
-"""Reading an ``opsera`` Airflow connection into settings, shared by the sync hook and the async trigger."""
+"""Reading an ``opsera`` Airflow connection into settings, shared by the sync and the async hook.
+
+:data:`EXTRAS` is the one table of the connection's extras: key, kind, default, bounds, label and
+description. The parsing here, the connection form (``get_provider_info``'s ``conn-fields``), the form's
+placeholder and the README's table all follow from it (a test checks the README against it).
+
+What the connection form stores decides the parsing rules: an extra the user left alone arrives as ``null``
+(or an empty string), and means its default; a typed value may arrive as text (``"30"``, ``"True"``).
+"""
 
 from __future__ import annotations
 
+import enum
 import json
 import math
+import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from airflow_provider_opsera.exceptions import OpseraAuthError, OpseraError
+from airflow_provider_opsera.exceptions import OpseraAuthError, OpseraConnectionError
 
 DEFAULT_API_URL = "https://app.opsera.io"
+#: The connection id every hook, operator and sensor uses unless told otherwise.
+DEFAULT_CONN_ID = "opsera_default"
+
+_TRUE = frozenset({"true", "yes", "on", "1"})
+_FALSE = frozenset({"false", "no", "off", "0"})
+
+
+class ExtraKind(enum.Enum):
+    """How an extra's value is read, and how the connection form shows it."""
+
+    NUMBER = "number"
+    INTEGER = "integer"
+    #: ``true``, ``false`` or the path of a CA bundle.
+    TLS = "tls"
+
+    def form_schema(self) -> dict[str, Any]:
+        if self is ExtraKind.TLS:
+            # A one-line text input with suggestions: a JSON-schema union of boolean and string would render
+            # as a multi-type textarea.
+            return {"type": ["string", "null"], "examples": ["true", "false"]}
+        return {"type": [self.value, "null"]}
+
+
+@dataclass(frozen=True)
+class Extra:
+    """One extra of the ``opsera`` connection."""
+
+    key: str
+    kind: ExtraKind
+    default: float | int | bool
+    label: str
+    description: str
+    minimum: float | None = None
+    maximum: float | None = None
+
+    @property
+    def bounds(self) -> str:
+        if self.minimum is None and self.maximum is None:
+            return ""
+        if self.maximum is None:
+            return f"at least {self.minimum:g}"
+        return f"{self.minimum:g} to {self.maximum:g}"
+
+    def form_field(self) -> dict[str, Any]:
+        """The field of the connection form (``conn-fields`` in the provider info)."""
+        schema = self.kind.form_schema()
+        if self.minimum is not None:
+            schema["minimum"] = self.minimum
+        if self.maximum is not None:
+            schema["maximum"] = self.maximum
+        default = "true" if self.default is True else f"{self.default:g}"
+        return {
+            "label": self.label,
+            "description": f"{self.description} Default {default}.",
+            "schema": schema,
+        }
+
+    def parse(self, value: Any, conn_id: str) -> Any:
+        """The extra's value from what the connection holds: ``None``/blank is the default."""
+        if value is None or (isinstance(value, str) and not value.strip()):
+            return self.default
+        if self.kind is ExtraKind.TLS:
+            return self._parse_tls(value, conn_id)
+        integer = self.kind is ExtraKind.INTEGER
+        what = "a whole number" if integer else "a number"
+        try:
+            if isinstance(value, bool):  # float(True) is 1.0: a switch is no number
+                raise ValueError
+            number = float(value.strip() if isinstance(value, str) else value)
+            if not math.isfinite(number) or (integer and number != int(number)):
+                raise ValueError
+        except (TypeError, ValueError):
+            raise OpseraConnectionError(conn_id, f"extra {self.key!r}={value!r} must be {what}.") from None
+        if (self.minimum is not None and number < self.minimum) or (
+            self.maximum is not None and number > self.maximum
+        ):
+            raise OpseraConnectionError(
+                conn_id,
+                f"extra {self.key!r}={value!r} is out of range ({self.bounds}; default {self.default}).",
+            )
+        return int(number) if integer else number
+
+    def _parse_tls(self, value: Any, conn_id: str) -> bool | str:
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, str):
+            text = value.strip()
+            if text.lower() in _TRUE:
+                return True
+            if text.lower() in _FALSE:
+                return False
+            if not os.path.exists(text):
+                raise OpseraConnectionError(
+                    conn_id,
+                    f"extra {self.key!r}={value!r} is neither true/false nor an existing CA bundle path on "
+                    "this machine.",
+                )
+            return text
+        raise OpseraConnectionError(
+            conn_id, f"extra {self.key!r}={value!r} must be true, false or the path of a CA bundle."
+        )
+
+
+#: The connection's extras, in the order the form shows them.
+EXTRAS: tuple[Extra, ...] = (
+    Extra(
+        "timeout",
+        ExtraKind.NUMBER,
+        60.0,
+        "Timeout (seconds)",
+        "Seconds one request may take, the whole response included.",
+        minimum=0.1,
+        maximum=3600,
+    ),
+    Extra(
+        "verify",
+        ExtraKind.TLS,
+        True,
+        "Verify TLS",
+        "Verify the server's TLS certificate: true, false (warns once), or the path of a CA bundle.",
+    ),
+    Extra(
+        "max_retries",
+        ExtraKind.INTEGER,
+        5,
+        "Max retries",
+        "Retries of one request on 429, 5xx, timeouts and dropped connections.",
+        minimum=0,
+        maximum=100,
+    ),
+    Extra(
+        "page_size",
+        ExtraKind.INTEGER,
+        1000,
+        "Page size",
+        "Records per page on the v2 audit endpoint.",
+        minimum=1,
+        maximum=1000,
+    ),
+    Extra(
+        "concurrency",
+        ExtraKind.INTEGER,
+        4,
+        "Concurrency",
+        "Requests open at once while extracting.",
+        minimum=1,
+        maximum=32,
+    ),
+    Extra(
+        "retry_min_wait",
+        ExtraKind.NUMBER,
+        1.0,
+        "Retry wait (seconds)",
+        "First backoff before a retry; it doubles on each retry, with jitter.",
+        minimum=0,
+        maximum=300,
+    ),
+    Extra(
+        "retry_max_wait",
+        ExtraKind.NUMBER,
+        60.0,
+        "Longest retry wait (seconds)",
+        "Cap of the backoff between retries (a server's Retry-After is honoured up to 300 s).",
+        minimum=0,
+        maximum=3600,
+    ),
+)
+EXTRA: Mapping[str, Extra] = {extra.key: extra for extra in EXTRAS}
 
 
 @dataclass(frozen=True)
@@ -20,13 +199,13 @@ class OpseraConnectionSettings:
     conn_id: str
     base_url: str
     token: str
-    timeout: float = 60.0
+    timeout: float = float(EXTRA["timeout"].default)
     verify: bool | str = True
-    max_retries: int = 5
-    page_size: int = 1000
-    concurrency: int = 4
-    retry_min_wait: float = 1.0
-    retry_max_wait: float = 60.0
+    max_retries: int = int(EXTRA["max_retries"].default)
+    page_size: int = int(EXTRA["page_size"].default)
+    concurrency: int = int(EXTRA["concurrency"].default)
+    retry_min_wait: float = float(EXTRA["retry_min_wait"].default)
+    retry_max_wait: float = float(EXTRA["retry_max_wait"].default)
 
     def __repr__(self) -> str:
         return f"OpseraConnectionSettings(conn_id={self.conn_id!r}, base_url={self.base_url!r}, token=***)"
@@ -42,8 +221,8 @@ class OpseraConnectionSettings:
         }
 
     @classmethod
-    def from_connection(cls, conn: Any) -> OpseraSettings:
-        conn_id = getattr(conn, "conn_id", None) or "opsera_default"
+    def from_connection(cls, conn: Any) -> OpseraConnectionSettings:
+        conn_id = getattr(conn, "conn_id", None) or DEFAULT_CONN_ID
         token = (getattr(conn, "password", None) or "").strip()
         if not token:
             raise OpseraAuthError(
@@ -51,21 +230,13 @@ class OpseraConnectionSettings:
                 "Logs scope) in the connection's password field."
             )
         extra = _extras(conn, conn_id)
-        return cls(
-            conn_id=conn_id,
-            base_url=_base_url(conn, conn_id),
-            token=token,
-            timeout=_number(extra, "timeout", 60.0, conn_id, minimum=0.001),
-            verify=_verify(extra.get("verify", True), conn_id),
-            max_retries=int(_number(extra, "max_retries", 5, conn_id, minimum=0, maximum=100, integer=True)),
-            page_size=int(_number(extra, "page_size", 1000, conn_id, minimum=1, maximum=1000, integer=True)),
-            concurrency=int(_number(extra, "concurrency", 4, conn_id, minimum=1, maximum=32, integer=True)),
-            retry_min_wait=_number(extra, "retry_min_wait", 1.0, conn_id, minimum=0),
-            retry_max_wait=_number(extra, "retry_max_wait", 60.0, conn_id, minimum=0),
-        )
+        values = {spec.key: spec.parse(extra.get(spec.key), conn_id) for spec in EXTRAS}
+        return cls(conn_id=conn_id, base_url=_base_url(conn, conn_id), token=token, **values)
 
 
-OpseraSettings = OpseraConnectionSettings
+def form_placeholder() -> str:
+    """The placeholder of the form's raw extra field: every extra at its default."""
+    return json.dumps({spec.key: spec.default for spec in EXTRAS})
 
 
 def _extras(conn: Any, conn_id: str) -> dict[str, Any]:
@@ -75,9 +246,9 @@ def _extras(conn: Any, conn_id: str) -> dict[str, Any]:
         try:
             extra = json.loads(raw)
         except ValueError:
-            raise OpseraError(f"Connection {conn_id!r}: extra is not a JSON object.") from None
+            raise OpseraConnectionError(conn_id, "extra is not a JSON object.") from None
     if not isinstance(extra, dict):
-        raise OpseraError(f"Connection {conn_id!r}: extra must be a JSON object.")
+        raise OpseraConnectionError(conn_id, "extra must be a JSON object.")
     return extra
 
 
@@ -93,52 +264,37 @@ def _base_url(conn: Any, conn_id: str) -> str:
     except ValueError:
         parts, port = None, None
     if parts is None or parts.scheme not in ("http", "https") or not parts.hostname or " " in host:
-        raise OpseraError(
-            f"Connection {conn_id!r}: host {host!r} is not an http(s) URL; set it to the API base URL, "
-            f"e.g. {DEFAULT_API_URL}."
+        raise OpseraConnectionError(
+            conn_id,
+            f"host {host!r} is not an http(s) URL; set it to the API base URL, e.g. {DEFAULT_API_URL}.",
         )
     conn_port = getattr(conn, "port", None)
     if conn_port and not 0 < int(conn_port) < 65536:
-        raise OpseraError(f"Connection {conn_id!r}: port {conn_port} is not a TCP port (1-65535).")
+        raise OpseraConnectionError(conn_id, f"port {conn_port} is not a TCP port (1-65535).")
     if conn_port and port is None:
         host = f"{parts.scheme}://{parts.netloc}:{int(conn_port)}{parts.path}"
     return host
 
 
-def _number(
-    extra: dict[str, Any],
-    key: str,
-    default: float,
-    conn_id: str,
-    *,
-    minimum: float | None = None,
-    maximum: float | None = None,
-    integer: bool = False,
-) -> float:
-    value = extra.get(key)
-    if value is None or value == "":
-        return default
-    try:
-        number = float(value)
-        if not math.isfinite(number) or (integer and number != int(number)):
-            raise ValueError
-    except (TypeError, ValueError):
-        kind = "an integer" if integer else "a number"
-        raise OpseraError(f"Connection {conn_id!r}: extra {key!r}={value!r} must be {kind}.") from None
-    if (minimum is not None and number < minimum) or (maximum is not None and number > maximum):
-        bounds = f"from {minimum:g}" + (f" to {maximum:g}" if maximum is not None else " up")
-        raise OpseraError(f"Connection {conn_id!r}: extra {key!r}={value!r} is out of range ({bounds}).")
-    return number
+__all__ = [
+    "DEFAULT_API_URL",
+    "DEFAULT_CONN_ID",
+    "EXTRA",
+    "EXTRAS",
+    "Extra",
+    "ExtraKind",
+    "OpseraConnectionSettings",
+    "extras_markdown",
+    "form_placeholder",
+]
 
 
-def _verify(value: Any, conn_id: str) -> bool | str:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str):
-        lowered = value.strip().lower()
-        if lowered in ("true", "1", "yes", ""):
-            return True
-        if lowered in ("false", "0", "no"):
-            return False
-        return value.strip()  # a CA bundle path
-    raise OpseraError(f"Connection {conn_id!r}: extra 'verify' must be true, false or a CA bundle path.")
+def extras_markdown() -> str:
+    """The README's table of the extras (a test keeps the README equal to it)."""
+    rows = ["| extra | form label | meaning | default | range |", "| --- | --- | --- | --- | --- |"]
+    for spec in EXTRAS:
+        default = "true" if spec.default is True else f"{spec.default:g}"
+        rows.append(
+            f"| `{spec.key}` | {spec.label} | {spec.description} | {default} | {spec.bounds or '-'} |"
+        )
+    return "\n".join(rows)

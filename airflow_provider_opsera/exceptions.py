@@ -7,6 +7,19 @@ class OpseraError(Exception):
     """Base class of every error raised by the Opsera provider."""
 
 
+class OpseraConnectionError(OpseraError):
+    """The ``opsera`` connection's settings cannot be used as they are. ``problem`` says what to change,
+    without the connection id (the UI's Test button tests under a temporary id)."""
+
+    def __init__(self, conn_id: str, problem: str) -> None:
+        super().__init__(f"Connection {conn_id!r}: {problem}")
+        self.conn_id = conn_id
+        self.problem = problem
+
+    def __reduce__(self):
+        return (type(self), (self.conn_id, self.problem))
+
+
 class OpseraAuthError(OpseraError):
     """The API refused the token (HTTP 401 or 403)."""
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 from airflow_provider_opsera import __version__
+from airflow_provider_opsera.connection import DEFAULT_API_URL, EXTRAS, form_placeholder
+
+#: Where DAG authors read the provider's documentation (the Providers page links it).
+DOCUMENTATION_URL = "https://pypi.org/project/airflow-provider-opsera/"
 
 
 def get_provider_info() -> dict[str, Any]:
@@ -14,6 +18,7 @@ def get_provider_info() -> dict[str, Any]:
         "description": "Opsera audit and activity logs: hook, log operators, Postgres transfer and a "
         "deferrable pipeline status sensor.",
         "versions": [__version__],
+        "documentation-url": DOCUMENTATION_URL,
         "integrations": [
             {
                 "integration-name": "Opsera",
@@ -47,40 +52,12 @@ def get_provider_info() -> dict[str, Any]:
                     "hidden-fields": ["schema", "port", "login"],
                     "relabeling": {"host": "API URL", "password": "API token"},
                     "placeholders": {
-                        "host": "https://app.opsera.io",
+                        "host": DEFAULT_API_URL,
                         "password": "Personal access token (API or Security Logs scope)",
-                        "extra": '{"timeout": 60, "verify": true, "max_retries": 5, "page_size": 1000, '
-                        '"concurrency": 4}',
+                        "extra": form_placeholder(),
                     },
                 },
-                "conn-fields": {
-                    "timeout": {
-                        "label": "Timeout (seconds)",
-                        "description": "Per-request timeout. Default 60.",
-                        "schema": {"type": ["number", "null"], "minimum": 1},
-                    },
-                    "verify": {
-                        "label": "Verify TLS",
-                        "description": "Verify the server's TLS certificate (true/false, or a CA bundle path). "
-                        "Default true.",
-                        "schema": {"type": ["boolean", "string", "null"]},
-                    },
-                    "max_retries": {
-                        "label": "Max retries",
-                        "description": "Retries on 429, 5xx, timeouts and dropped connections. Default 5.",
-                        "schema": {"type": ["integer", "null"], "minimum": 0},
-                    },
-                    "page_size": {
-                        "label": "Page size",
-                        "description": "Records per page on the v2 audit endpoint (1-1000). Default 1000.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 1000},
-                    },
-                    "concurrency": {
-                        "label": "Concurrency",
-                        "description": "Parallel requests while extracting. Default 4.",
-                        "schema": {"type": ["integer", "null"], "minimum": 1, "maximum": 32},
-                    },
-                },
+                "conn-fields": {spec.key: spec.form_field() for spec in EXTRAS},
             }
         ],
     }

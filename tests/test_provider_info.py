@@ -21,7 +21,15 @@ def test_provider_info_shape():
     assert behaviour["relabeling"] == {"host": "API URL", "password": "API token"}
     assert set(behaviour["hidden-fields"]) == {"schema", "port", "login"}
     assert behaviour["placeholders"]["host"] == "https://app.opsera.io"
-    assert set(conn["conn-fields"]) == {"timeout", "verify", "max_retries", "page_size", "concurrency"}
+    assert set(conn["conn-fields"]) == {
+        "timeout",
+        "verify",
+        "max_retries",
+        "page_size",
+        "concurrency",
+        "retry_min_wait",
+        "retry_max_wait",
+    }
 
 
 def test_airflow_knows_the_provider_and_connection_type(airflow_db):

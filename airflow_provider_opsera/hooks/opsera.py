@@ -6,6 +6,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from functools import cached_property
 from typing import Any
 from urllib.parse import urlencode
@@ -23,8 +25,13 @@ from airflow_provider_opsera.catalogue import (
     validate_params,
 )
 from airflow_provider_opsera.compat import BaseHook
-from airflow_provider_opsera.connection import OpseraConnectionSettings
-from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError, OpseraError
+from airflow_provider_opsera.connection import DEFAULT_CONN_ID, OpseraConnectionSettings
+from airflow_provider_opsera.exceptions import (
+    OpseraAPIError,
+    OpseraAuthError,
+    OpseraConnectionError,
+    OpseraError,
+)
 from airflow_provider_opsera.extraction import Extraction, ExtractionStats
 from airflow_provider_opsera.planning import initial_pieces
 from airflow_provider_opsera.responses import Page, Record, decode_page
@@ -105,7 +112,8 @@ def http_error(
     if status == 401:
         return OpseraAuthError(
             f"Opsera rejected the API token (HTTP 401) for GET {path}: check that connection {conn_id!r} holds a "
-            "valid, unexpired personal access token.",
+            f"valid, unexpired personal access token with {endpoint.scopes} scope, owned by one of: "
+            f"{endpoint.roles}.",
             status_code=401,
             url=url,
         )
@@ -128,11 +136,11 @@ class OpseraHook(BaseHook):
     """Talks to Opsera's audit and activity logs API.
 
     :param opsera_conn_id: an ``opsera`` connection: host = API URL (empty: https://app.opsera.io), password =
-        API token; extras ``timeout``, ``verify``, ``max_retries``, ``page_size``, ``concurrency``.
+        API token; its extras are the table :data:`airflow_provider_opsera.connection.EXTRAS`.
     """
 
     conn_name_attr = "opsera_conn_id"
-    default_conn_name = "opsera_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "opsera"
     hook_name = "Opsera"
 
@@ -323,27 +331,131 @@ class OpseraHook(BaseHook):
 
     # -- connection test ----------------------------------------------------------------------------------
     def test_connection(self) -> tuple[bool, str]:
-        """Try one tiny call on each route family; report what the token can read."""
+        """Probe each log type once (one attempt, a short timeout) and say in one sentence what the token reads.
+
+        Used by the UI's Test button, which tests under a temporary connection id: no message names it.
+        """
         try:
             settings = self.settings
+        except OpseraConnectionError as err:
+            return False, f"The connection cannot be used: {err.problem}"
         except OpseraError as err:
             return False, str(err)
+        probe = type(self)(opsera_conn_id=self.opsera_conn_id)
+        probe.settings = replace(settings, timeout=min(settings.timeout, TEST_TIMEOUT), max_retries=0)
         started = time.monotonic()
-        today = time.strftime("%Y-%m-%d", time.gmtime())
-        readable, errors = [], []
-        for log_type, params in (
-            (OpseraLogType.AUDIT, {"start_date": today, "page": 1, "page_size": 1}),
-            (OpseraLogType.USER_ACTIVITY, {"date": today, "count": 1}),
-        ):
-            try:
-                self.get_logs(log_type, params)
-                readable.append(log_type.value)
-            except OpseraError as err:
-                errors.append(str(err))
-        if readable:
-            took = time.monotonic() - started
-            return (
-                True,
-                f"Connected to {settings.base_url} in {took:.1f}s; the token can read: {', '.join(readable)}.",
-            )
-        return False, " ".join(errors)
+        try:
+            with ThreadPoolExecutor(len(TEST_PROBES), thread_name_prefix="opsera-test") as pool:
+                outcomes = dict(zip(TEST_PROBES, pool.map(probe._probe, TEST_PROBES.items()), strict=True))
+        finally:
+            probe.close()
+        return connection_test_result(settings.base_url, outcomes, time.monotonic() - started)
+
+    def _probe(self, item: tuple[OpseraLogType, Mapping[str, str]]) -> BaseException | None:
+        """One attempt at one tiny call: None if the token reads that log type, else what failed."""
+        log_type, params = item
+        endpoint = endpoint_for(log_type)
+        try:
+            body = self._request(endpoint, params, None)
+            decode_page(body, endpoint, self._url(endpoint, params), raw=True)
+        except (OpseraError, requests.RequestException, OSError) as err:
+            return err
+        return None
+
+
+#: Seconds one probe of the connection test may take.
+TEST_TIMEOUT = 10.0
+#: The connection test's one tiny call per log type (token activity takes no count: an empty, early day).
+TEST_PROBES: dict[OpseraLogType, Mapping[str, str]] = {
+    OpseraLogType.USER_ACTIVITY: {"range": "1m", "count": "1"},
+    OpseraLogType.AUDIT: {
+        "start_date": "2000-01-01",
+        "end_date": "2000-01-01",
+        "page": "1",
+        "page_size": "1",
+    },
+    OpseraLogType.TOKEN_ACTIVITY: {"date": "2000-01-01"},
+    OpseraLogType.PIPELINE_ACTIVITY: {"range": "1m", "count": "1"},
+}
+
+
+def connection_test_result(
+    base_url: str, outcomes: Mapping[OpseraLogType, BaseException | None], seconds: float
+) -> tuple[bool, str]:
+    """The connection test's verdict and its one sentence, from each probe's outcome."""
+    readable = [log_type.value for log_type, err in outcomes.items() if err is None]
+    refused = {log_type: err for log_type, err in outcomes.items() if err is not None}
+    if not refused:
+        return True, (
+            f"Connected to {base_url} in {seconds:.1f}s: the token can read all four log types "
+            f"({', '.join(readable)})."
+        )
+    transport = [err for err in refused.values() if not isinstance(err, OpseraError)]
+    if not readable and transport:
+        return False, f"Cannot reach Opsera at {base_url}: {transport_failure(transport[0])}."
+    if not readable and all(getattr(err, "status_code", None) == 401 for err in refused.values()):
+        return False, (
+            f"Opsera at {base_url} rejected the API token (HTTP 401): use a valid, unexpired personal access "
+            f'token with the "API Access" or "Security Logs (Read Only)" scope.'
+        )
+    by_reason: dict[str, list[str]] = {}
+    for log_type, err in refused.items():
+        by_reason.setdefault(probe_failure(log_type, err), []).append(log_type.value)
+    reasons = "; ".join(f"{', '.join(types)}: {reason}" for reason, types in by_reason.items())
+    if not readable:
+        return False, f"Opsera at {base_url} answered, but the token can read no log type ({reasons})."
+    return True, (
+        f"Connected to {base_url} in {seconds:.1f}s: the token can read {', '.join(readable)}, "
+        f"but not {', '.join(t.value for t in refused)} ({reasons})."
+    )
+
+
+def probe_failure(log_type: OpseraLogType, err: BaseException) -> str:
+    """Why one probe failed, in a clause: the status and what to do."""
+    endpoint = endpoint_for(log_type)
+    status = getattr(err, "status_code", None)
+    if status == 401:
+        return (
+            f"HTTP 401, the token is not valid or has expired; use a personal access token with {endpoint.scopes} "
+            f"scope, owned by one of: {endpoint.roles}"
+        )
+    if status == 403:
+        return f"HTTP 403, it needs {endpoint.scopes} scope and an owner who is one of: {endpoint.roles}"
+    if not isinstance(err, OpseraError):
+        return transport_failure(err)
+    if status is not None:
+        return f"HTTP {status}"
+    return f"an unexpected answer ({excerpt(str(err), 120)})"
+
+
+def transport_failure(err: BaseException) -> str:
+    """What went wrong below HTTP, in a few words: refused, DNS, TLS, timeout."""
+    if isinstance(err, requests.exceptions.SSLError):
+        reason = _innermost(err)
+        detail = getattr(reason, "verify_message", None) or getattr(reason, "reason", None) or ""
+        return f"TLS failed ({detail or 'the certificate could not be verified'}); set extra verify to a CA bundle"
+    if isinstance(err, requests.Timeout):
+        return "no answer within the test's timeout"
+    reason = _innermost(err)
+    if isinstance(reason, urllib3.exceptions.NameResolutionError) or "Name or service not known" in str(err):
+        return "the host name does not resolve (DNS)"
+    if isinstance(reason, ConnectionRefusedError) or "Connection refused" in str(err):
+        return "connection refused (nothing listens at that address and port)"
+    return excerpt(describe_failure(err), 160)
+
+
+def _innermost(err: BaseException) -> BaseException:
+    """The root cause of a requests/urllib3 error (their chain is ``MaxRetryError.reason`` and ``__context__``)."""
+    seen: set[int] = set()
+    current: BaseException = err
+    while id(current) not in seen:
+        seen.add(id(current))
+        nxt = getattr(current, "reason", None)
+        if not isinstance(nxt, BaseException):
+            nxt = current.args[0] if current.args and isinstance(current.args[0], BaseException) else None
+        if nxt is None:
+            nxt = current.__cause__ or current.__context__
+        if nxt is None:
+            break
+        current = nxt
+    return current

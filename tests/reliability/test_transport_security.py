@@ -193,3 +193,16 @@ def test_the_connection_verify_setting_wins_over_the_environment(monkeypatch, tl
     monkeypatch.setattr(hook_module, "_insecure_warned", False)
     use(monkeypatch, server.url, verify=str(cert) if verify == "ca-bundle" else False)
     assert sync_call() == {"count": 0, "data": []}
+
+
+def test_the_connection_test_names_a_tls_failure(monkeypatch, tls_server):
+    server, cert = tls_server
+    use(monkeypatch, server.url)
+    ok, message = OpseraHook().test_connection()
+    assert not ok
+    assert message.startswith(f"Cannot reach Opsera at {server.url}: TLS failed (")
+    assert "TLS failed (self-signed certificate); set extra verify to a CA bundle" in message
+    assert TOKEN not in message
+    use(monkeypatch, server.url, verify=str(cert))
+    ok, message = OpseraHook().test_connection()
+    assert ok and "all four log types" in message, message
