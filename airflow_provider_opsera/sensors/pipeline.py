@@ -235,6 +235,12 @@ class OpseraPipelineStatusSensor(BaseSensorOperator):
         if status == "error":
             if self.never_fail:
                 raise AirflowSkipException(f"Skipping due to never_fail is set to True: {message}")
+            if isinstance(event, dict) and event.get("error") == "auth":
+                # The token was refused: the same error, with the same message, as poke mode raises.
+                from airflow_provider_opsera.exceptions import OpseraAuthError
+
+                code = event.get("status_code")
+                raise OpseraAuthError(message, status_code=code if isinstance(code, int) else None)
             raise OpseraError(f"Waiting for the Opsera pipeline failed: {message}")
         raise AirflowException(f"Unexpected event from OpseraPipelineStatusTrigger: {event!r:.300}")
 

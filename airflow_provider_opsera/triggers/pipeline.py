@@ -10,6 +10,7 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.exceptions import OpseraAuthError
 from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
 from airflow_provider_opsera.pipeline_status import Outcome, StatusRules, Watch, decide
 from airflow_provider_opsera.pipeline_watch import (
@@ -37,7 +38,9 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
     - ``success``: ``record`` is the deciding pipeline-activity record;
     - ``failure``: ``record`` and ``message`` say what failed;
     - ``timeout``: the deadline passed (checked after a final poll);
-    - ``error``: the API could not be read (``message``).
+    - ``error``: the API could not be read (``message``). When it refused the token (HTTP 401 or 403), the
+      event also carries ``"error": "auth"`` and ``status_code``, and ``message`` is the provider's own
+      auth error message, so that the sensor raises the same ``OpseraAuthError`` as in poke mode.
 
     :param pipeline_id: the pipeline's ``_id``.
     :param run_count: the run to watch; None for the newest run seen.
@@ -110,7 +113,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
             event = await self._wait()
         except Exception as err:  # anything unexpected becomes the error event, never a silent hang
             self.log.exception("Waiting for %s failed.", self.watch.describe())
-            event = {"status": "error", "message": f"{type(err).__name__}: {err}", "record": None}
+            event = error_event(err, f"{type(err).__name__}: {err}")
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -133,7 +136,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
                     stats = await run_round_async(search, fetch, time.time)
                 except Exception as err:
                     if not self.keep_polling_on_error:
-                        return {"status": "error", "message": str(err), "record": None}
+                        return error_event(err, str(err))
                     self.log.error(
                         "Poll of %s failed, polling on (silent_fail): %s", self.watch.describe(), err
                     )
@@ -176,6 +179,19 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
             return self.poll_interval
         room = NARROW_TARGET * PIPELINE.cap / rate - CLOCK_MARGIN - REQUEST_ALLOWANCE
         return min(self.poll_interval, max(MIN_POLL_INTERVAL, room))
+
+
+def error_event(err: BaseException, message: str) -> dict[str, Any]:
+    """The ``error`` event for ``err`` (JSON only); an auth failure keeps its class's message and status."""
+    if isinstance(err, OpseraAuthError):
+        return {
+            "status": "error",
+            "error": "auth",
+            "status_code": err.status_code,
+            "message": str(err),
+            "record": None,
+        }
+    return {"status": "error", "message": message, "record": None}
 
 
 def waiting_note(search: WatchSearch, rules: StatusRules) -> str:

@@ -3,7 +3,9 @@ event resumes the task, soft_fail, and what poke mode carries between pokes."""
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
+import json
 
 import pytest
 from airflow.sdk.exceptions import (
@@ -14,7 +16,7 @@ from airflow.sdk.exceptions import (
     TaskDeferred,
 )
 
-from airflow_provider_opsera.exceptions import OpseraError
+from airflow_provider_opsera.exceptions import OpseraAuthError, OpseraError
 from airflow_provider_opsera.pipeline_watch import WatchState
 from airflow_provider_opsera.sensors.pipeline import OpseraPipelineStatusSensor
 from airflow_provider_opsera.triggers.pipeline import OpseraPipelineStatusTrigger
@@ -142,6 +144,42 @@ def test_anything_but_success_fails_closed(event, error):
 def test_soft_fail_skips_a_failure_or_timeout_like_airflows_sensors(status):
     with pytest.raises(AirflowSkipException):
         resume(sensor(soft_fail=True), {"status": status, "message": "m", "record": None})
+
+
+@pytest.mark.parametrize("refusal", ["invalid_token", "owner_lost_role"])
+def test_a_token_refused_while_deferred_raises_the_auth_error_poke_mode_raises(sim, monkeypatch, refusal):
+    anchore(sim, (-1, "analyzing"))
+    deferrable = sensor(deferrable=True)
+    with pytest.raises(TaskDeferred) as deferred:
+        deferrable.execute({})  # the first look in the worker still had a good token
+    if refusal == "invalid_token":  # the token is revoked: the API no longer knows it (401)
+        monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json().replace(sim.token, "revoked"))
+    else:  # the token's owner lost the role v1 routes need (403)
+        sim.add_token(sim.token, role="auditor")
+    (event,) = [e.payload for e in _run_trigger(deferred.value.trigger)]
+    assert json.loads(json.dumps(event)) == event
+    with pytest.raises(OpseraAuthError) as in_deferrable:
+        resume(deferrable, event)
+    with pytest.raises(OpseraAuthError) as in_poke:
+        sensor().poke({})
+    assert str(in_deferrable.value) == str(in_poke.value)
+    assert in_deferrable.value.status_code == in_poke.value.status_code == event["status_code"]
+    assert in_poke.value.status_code == (401 if refusal == "invalid_token" else 403)
+
+
+def _run_trigger(trigger: OpseraPipelineStatusTrigger) -> list:
+    async def collect():
+        return [event async for event in trigger.run()]
+
+    return asyncio.run(collect())
+
+
+def test_an_auth_error_event_is_not_soft_failed_but_never_fail_skips_it():
+    event = {"status": "error", "error": "auth", "status_code": 403, "message": "Opsera refused GET ..."}
+    with pytest.raises(OpseraAuthError, match=r"^Opsera refused GET \.\.\.$"):
+        resume(sensor(soft_fail=True), event)
+    with pytest.raises(AirflowSkipException):
+        resume(sensor(never_fail=True), event)
 
 
 def test_an_error_event_is_not_soft_failed_but_never_fail_skips_it():

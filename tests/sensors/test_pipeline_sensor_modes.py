@@ -9,6 +9,8 @@ busy-account variant adds 10,000 unrelated pipeline records an hour.
 from __future__ import annotations
 
 import hashlib
+import threading
+import time
 
 import pytest
 from sensor_helpers import script, task_state, then, write_dags, xcom_value
@@ -26,6 +28,7 @@ SCENARIOS = {
     "never_finishes_soft_fail": {**BASE, "timeout": 3, "soft_fail": True},
     "unknown_status": {**BASE, "success_statuses": ["success"]},
     "busy_account": BASE,
+    "token_refused": BASE,
 }
 
 
@@ -131,3 +134,27 @@ def test_a_busy_account_still_shows_the_change(sim, scenario_dags, mode, request
         polls = [r for r in sim.requests if r.params.get("range", "").endswith("s")]
         polls = [r for r in polls if int(r.params["range"][:-1]) <= 60]
         assert polls and all(r.n_records < 1000 for r in polls)
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_a_token_refused_during_the_wait_fails_with_the_auth_error(
+    sim, scenario_dags, mode, request, caplog, capfd
+):
+    """The token's owner loses the role v1 routes need after the first look: every mode fails the same way."""
+    pid = pipeline_for(request)
+    script(sim, pid)
+
+    def refuse() -> None:
+        deadline = time.monotonic() + 300
+        while sim.request_count() == 0 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        sim.add_token(sim.token, role="auditor")
+
+    threading.Thread(target=refuse, daemon=True).start()
+    dag_run = run(scenario_dags, "token_refused", mode, pid)
+    assert task_state(dag_run) == "failed"
+    text = logs(caplog, capfd)
+    assert "OpseraAuthError" in text and "HTTP 403" in text
+    assert "Waiting for the Opsera pipeline failed" not in text
+    # The first look succeeded; the refusal came during the wait (in deferrable mode: in the trigger).
+    assert sim.requests[0].status == 200 and sim.request_count(status=403) >= 1

@@ -123,6 +123,44 @@ def test_an_api_error_is_one_error_event(sim, monkeypatch):
     assert "401" in events[0]["message"] and "nope" not in events[0]["message"]
 
 
+@pytest.mark.parametrize("refusal", ["invalid_token", "owner_lost_role"])
+def test_a_refused_token_is_an_auth_error_event_with_the_hooks_message(sim, monkeypatch, refusal):
+    from airflow_provider_opsera.exceptions import OpseraAuthError
+    from airflow_provider_opsera.hooks.opsera import OpseraHook
+
+    if refusal == "invalid_token":  # a token the API does not know (revoked, mistyped): 401
+        monkeypatch.setenv(
+            "AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json(FAST_RETRIES).replace(sim.token, "nope")
+        )
+        code = 401
+    else:  # the token's owner is an auditor: v1 routes are for Site Admins and Power Users only, 403
+        sim.add_token(sim.token, role="auditor")
+        code = 403
+    anchore(sim, (-5, "success"))
+    events = events_of(trigger())
+    assert len(events) == 1
+    (event,) = events
+    assert json.loads(json.dumps(event)) == event  # JSON only
+    # The message poke mode's hook call raises, word for word.
+    with pytest.raises(OpseraAuthError) as refused:
+        OpseraHook().get_logs("pipeline_activity", {"range": "1d"})
+    assert event == {
+        "status": "error",
+        "error": "auth",
+        "status_code": code,
+        "message": str(refused.value),
+        "record": None,
+    }
+    assert refused.value.status_code == code and sim.token not in event["message"]
+
+
+def test_other_errors_carry_no_auth_marker(sim, monkeypatch):
+    monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json({"max_retries": 0}))
+    sim.inject("503", times=1)
+    (event,) = events_of(trigger())
+    assert event["status"] == "error" and "error" not in event and "status_code" not in event
+
+
 def test_transient_errors_are_retried_with_the_hook_rule(sim):
     anchore(sim, (-5, "success"))
     sim.inject("503", times=2)
