@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from airflow_provider_opsera.catalogue import ENDPOINTS, OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
-from airflow_provider_opsera.extraction import Extraction
+from airflow_provider_opsera.extraction import Runner, drive, proof_for
 from airflow_provider_opsera.planning import initial_pieces
 from airflow_provider_opsera.responses import Page, Record
 from airflow_provider_opsera.timeutils import created_key, sort_key
@@ -85,17 +85,16 @@ class FakeAPI:
         return Page(total, [Record(r["_id"], created_key(r["createdAt"]), r["type"], r) for r in data])
 
 
-def run(log_type, api, start, end, *, page_size=50, concurrency=3):
+def run(log_type, api, start, end, *, page_size=50, concurrency=3, threads=True):
+    """The extraction's proof run by the threaded runner, or driven directly (one request at a time)."""
     endpoint = ENDPOINTS[log_type]
     endpoint = type(endpoint)(**{**endpoint.__dict__, "cap": api.cap})
-    ex = Extraction(
-        endpoint,
-        initial_pieces(endpoint, start, end, {}),
-        api.fetch,
-        concurrency=concurrency,
-        page_size=page_size,
-    )
-    return [r.id for batch in ex.batches() for r in batch], ex.stats
+    proof = proof_for(endpoint, initial_pieces(endpoint, start, end, {}), page_size=page_size)
+    if threads:
+        batches = Runner(proof, lambda params, call: api.fetch(params), concurrency=concurrency).batches()
+    else:
+        batches = drive(proof, api.fetch)
+    return [r.id for batch in batches for r in batch], proof.stats
 
 
 def truth(records, start, end):
@@ -115,13 +114,14 @@ interval = st.tuples(st.integers(0, 4 * 24), st.integers(1, 4 * 24)).map(
     span=interval,
     end_inclusive=st.booleans(),
     log_type=st.sampled_from([OpseraLogType.USER_ACTIVITY, OpseraLogType.PIPELINE_ACTIVITY]),
+    threads=st.booleans(),
 )
-def test_v1_exactly_ground_truth_or_incomplete(n, seed, span, end_inclusive, log_type):
+def test_v1_exactly_ground_truth_or_incomplete(n, seed, span, end_inclusive, log_type, threads):
     records = make_records(n, 5, TYPES, seed)
     api = FakeAPI(records, cap=60, end_inclusive=end_inclusive, seed=seed)
     start, end = span
     try:
-        got, _ = run(log_type, api, start, end)
+        got, _ = run(log_type, api, start, end, threads=threads)
     except OpseraIncompleteResultError:
         # Only when some (day, type) really holds more than the cap.
         per = {}
@@ -141,12 +141,13 @@ def test_v1_exactly_ground_truth_or_incomplete(n, seed, span, end_inclusive, log
     span=interval,
     shift=st.sampled_from([0, 0, 7, 31]),
     page_size=st.sampled_from([20, 50, 100]),
+    threads=st.booleans(),
 )
-def test_v2_exactly_ground_truth(n, seed, span, shift, page_size):
+def test_v2_exactly_ground_truth(n, seed, span, shift, page_size, threads):
     records = make_records(n, 5, TYPES, seed)
     api = FakeAPI(records, cap=1000, shift=shift)
     start, end = span
-    got, _stats = run(OpseraLogType.AUDIT, api, start, end, page_size=page_size)
+    got, _stats = run(OpseraLogType.AUDIT, api, start, end, page_size=page_size, threads=threads)
     assert sorted(got) == truth(records, start, end)
     assert len(got) == len(set(got))
 
@@ -190,9 +191,9 @@ def test_v1_unknown_type_values_are_detected():
 
     endpoint = ENDPOINTS[OpseraLogType.USER_ACTIVITY]
     endpoint = type(endpoint)(**{**endpoint.__dict__, "cap": 150})
-    ex = Extraction(endpoint, initial_pieces(endpoint, BASE, BASE.add(days=1), {}), fetch)
+    proof = proof_for(endpoint, initial_pieces(endpoint, BASE, BASE.add(days=1), {}))
     with pytest.raises(OpseraIncompleteResultError, match="the rest carry values"):
-        list(ex.batches())
+        list(drive(proof, fetch))
 
 
 def test_v2_large_total_is_paged_in_bounded_windows():
@@ -201,3 +202,34 @@ def test_v2_large_total_is_paged_in_bounded_windows():
     got, stats = run(OpseraLogType.AUDIT, api, BASE, BASE.add(days=1), page_size=10)
     assert sorted(got) == truth(records, BASE, BASE.add(days=1))
     assert stats.splits >= 1
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    n=st.integers(0, 1500),
+    seed=st.integers(0, 10**6),
+    log_type=st.sampled_from([OpseraLogType.USER_ACTIVITY, OpseraLogType.AUDIT]),
+)
+def test_a_proof_does_not_depend_on_the_order_responses_arrive_in(n, seed, log_type):
+    """The proofs are pure state machines: fed the answers in any order, they yield the same set."""
+    records = make_records(n, 2, TYPES, seed)
+    api = FakeAPI(records, cap=300 if log_type is OpseraLogType.USER_ACTIVITY else 1000, seed=seed)
+    endpoint = ENDPOINTS[log_type]
+    endpoint = type(endpoint)(**{**endpoint.__dict__, "cap": api.cap})
+    start, end = BASE, BASE.add(days=2)
+    proof = proof_for(endpoint, initial_pieces(endpoint, start, end, {}), page_size=40)
+    rng = random.Random(seed)
+    pending, got = proof.start(), []
+    try:
+        while pending:
+            ask = pending.pop(rng.randrange(len(pending)))
+            step = proof.feed(ask, api.fetch(ask.params))
+            got += [r.id for r in step.records]
+            pending += step.asks
+    except OpseraIncompleteResultError:
+        per = {}
+        for r in records:
+            per[(r["createdAt"][:10], r["type"])] = per.get((r["createdAt"][:10], r["type"]), 0) + 1
+        assert max(per.values()) >= api.cap
+        return
+    assert sorted(got) == truth(records, start, end)

@@ -1,37 +1,34 @@
-"""Executing a plan: run the queries with bounded concurrency, prove each piece complete, stream records.
+"""The completeness proofs: pure state machines that decide, from each response, what to yield and ask next.
 
-The planning (which query covers what, how to split) is in :mod:`planning`; this module only decides, from
-each response, whether its piece is complete and what to ask next. Records are yielded one response at a
-time, so memory holds at most ``concurrency`` responses plus the ids of the v2 windows being paged.
+Nothing here does I/O or knows threads. A proof starts with the queries of a plan (:mod:`planning`) and is fed
+one response at a time: ``feed(ask, page) -> Step(records to yield, next asks)``. When no ask is outstanding,
+everything it yielded is the interval's records, each exactly once, or it has raised
+:class:`OpseraIncompleteResultError`. The order responses arrive in does not matter. :func:`drive` runs a
+proof one request at a time (tests drive proofs this way); :mod:`.runner` runs it concurrently.
 
-Completeness rules:
-
-- v1 (no paging, capped): a response with fewer records than the cap is complete. One that reaches the cap
-  is possibly truncated whatever ``count`` says: a multi-day query is split into days; a one-day query is split
-  by the split field's values (seen in the response first, then the documented ones). The split is proven
-  complete only when the per-value results add up to the total the API reports for the day (``count`` when
-  it exceeds the page, or a ``count=1`` probe). Anything short of that is :class:`OpseraIncompleteResultError`.
-- v2 (paged, ``count`` is the total): after page 1 tells the total, the other pages are fetched concurrently.
-  A window is complete when the distinct ids received reach the largest total reported. If records moved
-  between pages (fewer distinct ids than the total), the window is fetched again as smaller windows, deduped
-  against what was already yielded.
+- :class:`SplitDayProof` (v1: no paging, capped): a response with fewer records than the cap is complete. One
+  that reaches the cap is possibly truncated whatever ``count`` says: a multi-day query is split into days; a
+  one-day query is split by the split field's values (seen in the response first, then the documented ones).
+  The split is proven complete only when the per-value results add up to the total the API reports for the
+  day (``count`` when it exceeds the page, or a ``count=1`` probe).
+- :class:`WindowPagingProof` (v2: paged, ``count`` is the total): after page 1 tells the total, the other
+  pages are asked for at once. A window is complete when the distinct ids received reach the largest total
+  reported. If records moved between pages (fewer distinct ids than the total), the window is asked for again
+  as smaller windows, deduplicated against what was already yielded.
 """
 
 from __future__ import annotations
 
 import logging
 import math
-import queue
-import threading
-import time
 from collections import deque
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
-from typing import Any
+from typing import NamedTuple, Protocol
 
 from airflow_provider_opsera.catalogue import Endpoint
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraIncompleteResultError
+from airflow_provider_opsera.extraction.stats import ExtractionStats
 from airflow_provider_opsera.planning import (
     Piece,
     can_split_by_value,
@@ -51,36 +48,90 @@ WINDOW_PAGES = 100
 #: How many times a v2 window whose pages shifted is fetched again (as smaller windows) before giving up.
 MAX_REFETCH = 4
 
-Fetch = Callable[[dict[str, str]], Page]
 
-#: Hand-off markers from the producer thread: the plan is done, or it failed with an error.
-_DONE = object()
+@dataclass(frozen=True, eq=False)
+class Ask:
+    """One request a proof wants answered: its query parameters and what the proof needs to place the answer."""
 
-
-@dataclass(frozen=True)
-class _Failed:
-    error: BaseException
+    params: dict[str, str]
+    ticket: object
 
 
-@dataclass
-class ExtractionStats:
-    """What one extraction did; ``requests`` counts HTTP attempts (retries included)."""
+class Step(NamedTuple):
+    """What one response gave: the records to yield now, and the requests to make next."""
 
-    requests: int = 0
-    retries: int = 0
-    responses: int = 0
-    records: int = 0
-    splits: int = 0
-    refetches: int = 0
-    duplicates: int = 0
-    outside: int = 0
-    started: float = field(default_factory=time.monotonic)
-
-    @property
-    def seconds(self) -> float:
-        return time.monotonic() - self.started
+    records: list[Record]
+    asks: list[Ask]
 
 
+class Proof(Protocol):
+    stats: ExtractionStats
+
+    def start(self) -> list[Ask]: ...
+
+    def feed(self, ask: Ask, page: Page) -> Step: ...
+
+
+def proof_for(
+    endpoint: Endpoint, pieces: list[Piece], *, page_size: int = 1000, stats: ExtractionStats | None = None
+) -> Proof:
+    """The proof that fits the endpoint: window paging for paged (v2) endpoints, day splitting for v1."""
+    stats = stats or ExtractionStats()
+    if endpoint.paged:
+        return WindowPagingProof(endpoint, pieces, page_size=page_size, stats=stats)
+    return SplitDayProof(endpoint, pieces, stats=stats)
+
+
+def drive(proof: Proof, fetch: Callable[[dict[str, str]], Page]) -> Iterator[list[Record]]:
+    """Run a proof one request at a time, in order: each response's new records as one list."""
+    queue = deque(proof.start())
+    while queue:
+        ask = queue.popleft()
+        page = fetch(ask.params)
+        proof.stats.responses += 1
+        step = proof.feed(ask, page)
+        queue.extend(step.asks)
+        if step.records:
+            proof.stats.records += len(step.records)
+            yield step.records
+
+
+def _incomplete(endpoint: Endpoint, piece: Piece, message: str) -> OpseraIncompleteResultError:
+    return OpseraIncompleteResultError(
+        f"{endpoint.log_type.value} {piece.describe()}: {message} Narrow the interval or the filters; "
+        "the provider never returns a set it cannot prove complete.",
+        window=piece.describe(),
+    )
+
+
+def _in_slice(piece: Piece, records: list[Record], stats: ExtractionStats) -> list[Record]:
+    lo, hi, split = piece.lo_key, piece.hi_key, piece.split
+    out = []
+    for rec in records:
+        if not lo <= rec.key < hi or (split is not None and rec.split != split[1]):
+            stats.outside += 1
+            continue
+        out.append(rec)
+    return out
+
+
+def _in_span(piece: Piece, records: list[Record]) -> int:
+    lo, hi = sort_key(piece.span_start), sort_key(piece.span_end)
+    split = piece.split
+    return sum(1 for r in records if lo <= r.key < hi and (split is None or r.split == split[1]))
+
+
+def _dedupe(records: list[Record]) -> list[Record]:
+    seen: set[str] = set()
+    out = []
+    for rec in records:
+        if rec.id not in seen:
+            seen.add(rec.id)
+            out.append(rec)
+    return out
+
+
+# -- v1 -----------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _SplitGroup:
     """A capped one-day v1 query, split by the values of one field, waiting to be proven complete."""
@@ -92,6 +143,129 @@ class _SplitGroup:
     found: int = 0
 
 
+@dataclass(frozen=True, eq=False)
+class _DayQuery:
+    """A v1 query for one piece; part of a split group once the day was split by value."""
+
+    piece: Piece
+    group: _SplitGroup | None = None
+
+
+@dataclass(frozen=True, eq=False)
+class _CountProbe:
+    """A ``count=1`` query that tells whether ``count`` is the day's total (and what it is)."""
+
+    group: _SplitGroup
+
+
+class SplitDayProof:
+    """The v1 proof: capped queries split into days, then by the values of the endpoint's split field."""
+
+    def __init__(self, endpoint: Endpoint, pieces: list[Piece], *, stats: ExtractionStats) -> None:
+        self.endpoint = endpoint
+        self.pieces = pieces
+        self.stats = stats
+
+    def start(self) -> list[Ask]:
+        return [self._ask(_DayQuery(piece)) for piece in self.pieces]
+
+    def _ask(self, ticket: _DayQuery | _CountProbe) -> Ask:
+        if isinstance(ticket, _CountProbe):
+            ticket.group.outstanding += 1
+            return Ask({**ticket.group.piece.query(self.endpoint), "count": "1"}, ticket)
+        if ticket.group is not None:
+            ticket.group.outstanding += 1
+        return Ask(ticket.piece.query(self.endpoint), ticket)
+
+    def feed(self, ask: Ask, page: Page) -> Step:
+        ticket = ask.ticket
+        if isinstance(ticket, _CountProbe):
+            return Step([], self._on_probe(ticket.group, page))
+        assert isinstance(ticket, _DayQuery)
+        return self._on_day(ticket, page)
+
+    def _on_day(self, ticket: _DayQuery, page: Page) -> Step:
+        piece, group, endpoint = ticket.piece, ticket.group, self.endpoint
+        if len(page.records) < endpoint.cap:
+            records = _dedupe(_in_slice(piece, page.records, self.stats))
+            asks: list[Ask] = []
+            if group is not None:
+                group.found += _in_span(piece, _dedupe(page.records))
+                asks = self._settle(group)
+            return Step(records, asks)
+        # Reached the cap: possibly truncated, whatever ``count`` says.
+        if piece.days > 1:
+            self.stats.splits += 1
+            return Step([], [self._ask(_DayQuery(day)) for day in split_days(piece)])
+        if not can_split_by_value(endpoint, piece):
+            lever = f"{piece.split[0]}={piece.split[1]}" if piece.split else "its filters"
+            raise _incomplete(
+                endpoint,
+                piece,
+                f"the response holds {len(page.records)} records, the API's cap, and {endpoint.path} "
+                f"cannot split one day's {lever} any further.",
+            )
+        total = page.count if page.count is not None and page.count > len(page.records) else None
+        new_group = _SplitGroup(piece, total)
+        self.stats.splits += 1
+        seen = [r.split for r in page.records if r.split is not None]
+        asks = []
+        if total is None:
+            if not endpoint.takes_count:
+                raise _incomplete(
+                    endpoint,
+                    piece,
+                    f"the response holds {len(page.records)} records, the API's cap, and reports no larger "
+                    f"total, so a split by {endpoint.split_field} cannot be proven complete.",
+                )
+            # Does ``count`` mean the total (v2's reading) or the page size? Ask for one record to find out.
+            asks.append(self._ask(_CountProbe(new_group)))
+        asks += self._query_values(new_group, seen or list(endpoint.split_values))
+        if not new_group.outstanding:
+            raise _incomplete(
+                endpoint,
+                piece,
+                f"the response reached the cap and its records carry no {endpoint.split_field} to split by.",
+            )
+        return Step([], asks)
+
+    def _on_probe(self, group: _SplitGroup, page: Page) -> list[Ask]:
+        if page.count is None or page.count <= len(page.records):
+            raise _incomplete(
+                self.endpoint,
+                group.piece,
+                f"{self.endpoint.path} reached its cap of {self.endpoint.cap} and its count field only echoes "
+                "the page, so there is no total to prove a split complete against.",
+            )
+        group.total = page.count
+        return self._settle(group)
+
+    def _query_values(self, group: _SplitGroup, values: list[str]) -> list[Ask]:
+        field_name = self.endpoint.split_field
+        assert field_name is not None
+        fresh = [v for v in dict.fromkeys(values) if v not in group.queried]
+        group.queried.update(fresh)
+        return [
+            self._ask(_DayQuery(child, group)) for child in split_by_values(group.piece, field_name, fresh)
+        ]
+
+    def _settle(self, group: _SplitGroup) -> list[Ask]:
+        group.outstanding -= 1
+        if group.outstanding or group.total is None or group.found >= group.total:
+            return []
+        remaining = [v for v in self.endpoint.split_values if v not in group.queried]
+        if remaining:
+            return self._query_values(group, remaining)
+        raise _incomplete(
+            self.endpoint,
+            group.piece,
+            f"the API counts {group.total} records for the day but the split by {self.endpoint.split_field} "
+            f"({', '.join(sorted(group.queried))}) found {group.found}; the rest carry values this provider "
+            "cannot query.",
+        )
+
+
+# -- v2 -----------------------------------------------------------------------------------------------------
 @dataclass(eq=False)
 class _Window:
     """A v2 window being paged."""
@@ -111,265 +285,35 @@ class _Window:
     probed: int = 0
 
 
-@dataclass(eq=False)
-class _Task:
-    piece: Piece
-    params: dict[str, str]
-    kind: str  # "v1", "probe", "page"
-    group: _SplitGroup | None = None
-    window: _Window | None = None
-    page: int = 1
+@dataclass(frozen=True, eq=False)
+class _PageQuery:
+    window: _Window
+    page: int
 
 
-class Extraction:
-    """One run of a plan against one endpoint."""
+class WindowPagingProof:
+    """The v2 proof: windows paged to the total they report, asked for again smaller when pages shift."""
 
     def __init__(
-        self,
-        endpoint: Endpoint,
-        pieces: list[Piece],
-        fetch: Fetch,
-        *,
-        concurrency: int = 4,
-        workers: int | None = None,
-        page_size: int = 1000,
-        stats: ExtractionStats | None = None,
-        cancelled: threading.Event | None = None,
+        self, endpoint: Endpoint, pieces: list[Piece], *, page_size: int, stats: ExtractionStats
     ) -> None:
         self.endpoint = endpoint
-        #: Set when the extraction ends early (an error, or the consumer stopped): calls still in flight
-        #: then stop retrying instead of going on in the background.
-        self.cancelled = cancelled or threading.Event()
-        self.fetch = fetch
-        self.concurrency = max(1, concurrency)
-        #: Calls in flight at once. ``fetch`` may hold fewer HTTP requests open than that (the hook keeps
-        #: ``concurrency`` requests open and decodes outside them), so the next request starts while a
-        #: finished one is still being decoded.
-        self.workers = max(self.concurrency, workers or 0)
+        self.pieces = pieces
         self.page_size = page_size
-        self.stats = stats or ExtractionStats()
-        self.queue: deque[_Task] = deque()
-        for piece in pieces:
-            if endpoint.paged:
-                self._start_window(_Window(piece))
-            else:
-                self._push(_Task(piece, piece.query(endpoint), "v1"))
+        self.stats = stats
 
-    # -- scheduling -------------------------------------------------------------------------------------
-    def _push(self, task: _Task) -> None:
-        if task.group is not None:
-            task.group.outstanding += 1
-        if task.window is not None:
-            task.window.outstanding += 1
-        self.queue.append(task)
+    def start(self) -> list[Ask]:
+        return [self._ask(_Window(piece), 1) for piece in self.pieces]
 
-    def _start_window(self, window: _Window) -> None:
-        self._push(_Task(window.piece, self._page_params(window.piece, 1), "page", window=window, page=1))
+    def _ask(self, window: _Window, page: int) -> Ask:
+        window.outstanding += 1
+        params = {**window.piece.query(self.endpoint), "page": str(page), "page_size": str(self.page_size)}
+        return Ask(params, _PageQuery(window, page))
 
-    def _page_params(self, piece: Piece, page: int) -> dict[str, str]:
-        return {**piece.query(self.endpoint), "page": str(page), "page_size": str(self.page_size)}
-
-    def batches(self) -> Iterator[list[Record]]:
-        """Run the plan; yield each response's new, in-slice records as one list.
-
-        The plan runs on a thread of its own, a few responses ahead of the consumer (a bounded queue), so
-        requests stay in flight while the consumer compresses or loads what it already has.
-        """
-        handoff: queue.Queue[Any] = queue.Queue(maxsize=max(2, 2 * self.concurrency))
-        consumer_gone = threading.Event()
-        producer = threading.Thread(
-            target=self._produce, args=(handoff, consumer_gone), name="opsera-extraction", daemon=True
-        )
-        producer.start()
-        try:
-            while True:
-                item = handoff.get()
-                if item is _DONE:
-                    return
-                if isinstance(item, _Failed):
-                    raise item.error
-                yield item
-        finally:
-            # The consumer stopped (finished, failed, or closed the generator): stop the producer too.
-            consumer_gone.set()
-            self.cancelled.set()
-            producer.join(timeout=5)
-
-    def _produce(self, handoff: queue.Queue[Any], consumer_gone: threading.Event) -> None:
-        def put(item: Any) -> bool:
-            while not consumer_gone.is_set():
-                try:
-                    handoff.put(item, timeout=0.1)
-                    return True
-                except queue.Full:
-                    continue
-            return False
-
-        try:
-            for batch in self._run():
-                if not put(batch):
-                    return
-        except BaseException as error:
-            self.cancelled.set()  # calls still in flight stop retrying
-            put(_Failed(error))
-            return
-        put(_DONE)
-
-    def _run(self) -> Iterator[list[Record]]:
-        pool = ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="opsera")
-        inflight: dict[Future[Page], _Task] = {}
-        try:
-            while self.queue or inflight:
-                if self.cancelled.is_set():
-                    return  # the consumer is gone
-                while self.queue and len(inflight) < self.workers:
-                    task = self.queue.popleft()
-                    inflight[pool.submit(self.fetch, task.params)] = task
-                done, _ = wait(inflight, return_when=FIRST_COMPLETED)
-                for future in done:
-                    task = inflight.pop(future)
-                    page = future.result()
-                    self.stats.responses += 1
-                    batch = self._handle(task, page)
-                    # Keep every slot busy before handing the batch on.
-                    while self.queue and len(inflight) < self.workers:
-                        nxt = self.queue.popleft()
-                        inflight[pool.submit(self.fetch, nxt.params)] = nxt
-                    if batch:
-                        self.stats.records += len(batch)
-                        yield batch
-        finally:
-            for future in inflight:
-                future.cancel()
-            pool.shutdown(wait=False, cancel_futures=True)
-
-    def _handle(self, task: _Task, page: Page) -> list[Record]:
-        if task.kind == "page":
-            return self._on_page(task, page)
-        if task.kind == "probe":
-            self._on_probe(task, page)
-            return []
-        return self._on_v1(task, page)
-
-    # -- shared -----------------------------------------------------------------------------------------
-    def _in_slice(self, piece: Piece, records: list[Record]) -> list[Record]:
-        lo, hi, split = piece.lo_key, piece.hi_key, piece.split
-        out = []
-        for rec in records:
-            if not lo <= rec.key < hi or (split is not None and rec.split != split[1]):
-                self.stats.outside += 1
-                continue
-            out.append(rec)
-        return out
-
-    def _in_span(self, piece: Piece, records: list[Record]) -> int:
-        lo, hi = sort_key(piece.span_start), sort_key(piece.span_end)
-        split = piece.split
-        return sum(1 for r in records if lo <= r.key < hi and (split is None or r.split == split[1]))
-
-    def _incomplete(self, piece: Piece, message: str) -> OpseraIncompleteResultError:
-        return OpseraIncompleteResultError(
-            f"{self.endpoint.log_type.value} {piece.describe()}: {message} Narrow the interval or the filters; "
-            "the provider never returns a set it cannot prove complete.",
-            window=piece.describe(),
-        )
-
-    # -- v1 ---------------------------------------------------------------------------------------------
-    def _on_v1(self, task: _Task, page: Page) -> list[Record]:
-        piece, cap = task.piece, self.endpoint.cap
-        group = task.group
-        if len(page.records) < cap:
-            records = self._dedupe(self._in_slice(piece, page.records))
-            if group is not None:
-                group.found += self._in_span(piece, self._dedupe(page.records))
-                self._settle(group)
-            return records
-        # Reached the cap: possibly truncated, whatever ``count`` says.
-        if piece.days > 1:
-            self.stats.splits += 1
-            for day in split_days(piece):
-                self._push(_Task(day, day.query(self.endpoint), "v1"))
-            return []
-        if not can_split_by_value(self.endpoint, piece):
-            lever = f"{piece.split[0]}={piece.split[1]}" if piece.split else "its filters"
-            raise self._incomplete(
-                piece,
-                f"the response holds {len(page.records)} records, the API's cap, and {self.endpoint.path} "
-                f"cannot split one day's {lever} any further.",
-            )
-        total = page.count if page.count is not None and page.count > len(page.records) else None
-        new_group = _SplitGroup(piece, total)
-        self.stats.splits += 1
-        seen = [r.split for r in page.records if r.split is not None]
-        if total is None:
-            if not self.endpoint.takes_count:
-                raise self._incomplete(
-                    piece,
-                    f"the response holds {len(page.records)} records, the API's cap, and reports no larger "
-                    "total, so a split by "
-                    f"{self.endpoint.split_field} cannot be proven complete.",
-                )
-            # Does ``count`` mean the total (v2's reading) or the page size? Ask for one record to find out.
-            self._push(_Task(piece, {**piece.query(self.endpoint), "count": "1"}, "probe", group=new_group))
-        self._query_values(new_group, seen or list(self.endpoint.split_values))
-        if not new_group.outstanding:
-            raise self._incomplete(
-                piece,
-                f"the response reached the cap and its records carry no {self.endpoint.split_field} to split by.",
-            )
-        return []
-
-    def _on_probe(self, task: _Task, page: Page) -> None:
-        group = task.group
-        assert group is not None
-        if page.count is None or page.count <= len(page.records):
-            raise self._incomplete(
-                group.piece,
-                f"{self.endpoint.path} reached its cap of {self.endpoint.cap} and its count field only echoes "
-                "the page, so there is no total to prove a split complete against.",
-            )
-        group.total = page.count
-        self._settle(group)
-
-    def _query_values(self, group: _SplitGroup, values: list[str]) -> None:
-        field_name = self.endpoint.split_field
-        assert field_name is not None
-        fresh = [v for v in dict.fromkeys(values) if v not in group.queried]
-        group.queried.update(fresh)
-        for child in split_by_values(group.piece, field_name, fresh):
-            self._push(_Task(child, child.query(self.endpoint), "v1", group=group))
-
-    def _settle(self, group: _SplitGroup) -> None:
-        group.outstanding -= 1
-        if group.outstanding or group.total is None:
-            return
-        if group.found >= group.total:
-            return
-        remaining = [v for v in self.endpoint.split_values if v not in group.queried]
-        if remaining:
-            self._query_values(group, remaining)
-            return
-        raise self._incomplete(
-            group.piece,
-            f"the API counts {group.total} records for the day but the split by {self.endpoint.split_field} "
-            f"({', '.join(sorted(group.queried))}) found {group.found}; the rest carry values this provider "
-            "cannot query.",
-        )
-
-    @staticmethod
-    def _dedupe(records: list[Record]) -> list[Record]:
-        seen: set[str] = set()
-        out = []
-        for rec in records:
-            if rec.id not in seen:
-                seen.add(rec.id)
-                out.append(rec)
-        return out
-
-    # -- v2 ---------------------------------------------------------------------------------------------
-    def _on_page(self, task: _Task, page: Page) -> list[Record]:
-        window = task.window
-        assert window is not None
+    def feed(self, ask: Ask, page: Page) -> Step:
+        ticket = ask.ticket
+        assert isinstance(ticket, _PageQuery)
+        window = ticket.window
         window.outstanding -= 1
         if page.count is None:
             raise OpseraAPIError(
@@ -377,25 +321,20 @@ class Extraction:
                 "paging cannot be proven complete without it.",
             )
         size = self.page_size
+        asks: list[Ask] = []
         if not window.planned:
             window.planned = True
             if page.count > WINDOW_PAGES * size and window.piece.minutes > 1 and not window.prior:
                 # Too large to page with bounded memory: page it as smaller windows instead.
                 self.stats.splits += 1
-                for sub in split_minutes(
-                    window.piece, windows_for_total(page.count, WINDOW_PAGES * size // 2)
-                ):
-                    self._start_window(_Window(sub, attempt=window.attempt))
-                return []
+                subs = split_minutes(window.piece, windows_for_total(page.count, WINDOW_PAGES * size // 2))
+                return Step([], [self._ask(_Window(sub, attempt=window.attempt), 1) for sub in subs])
         if page.count > window.total:
             pages = math.ceil(page.count / size)
             first_new = max(window.pages, 1) + 1
             window.total, window.pages = page.count, max(window.pages, pages, 1)
-            for n in range(first_new, pages + 1):
-                self._push(
-                    _Task(window.piece, self._page_params(window.piece, n), "page", window=window, page=n)
-                )
-        if task.page >= window.pages:
+            asks += [self._ask(window, n) for n in range(first_new, pages + 1)]
+        if ticket.page >= window.pages:
             window.last_full = len(page.records) >= size
         out = []
         received, prior = window.received, window.prior
@@ -410,32 +349,24 @@ class Extraction:
             elif not any(rec.id in p for p in prior):
                 out.append(rec)
         if not window.outstanding:
-            self._finish_window(window)
-        return out
+            asks += self._finish(window)
+        return Step(out, asks)
 
-    def _finish_window(self, window: _Window) -> None:
+    def _finish(self, window: _Window) -> list[Ask]:
         if len(window.received) > window.total and window.last_full and len(window.received) > window.probed:
             # More distinct records than the total, and a full last page: the total under-reports. Ask for
             # the next page, and again only while such pages bring new ids (some servers repeat a page).
             window.probed = len(window.received)
             window.pages += 1
-            self._push(
-                _Task(
-                    window.piece,
-                    self._page_params(window.piece, window.pages),
-                    "page",
-                    window=window,
-                    page=window.pages,
-                )
-            )
-            return
+            return [self._ask(window, window.pages)]
         if len(window.received) >= window.total:
             window.received = set()  # let the ids go; nothing later refers to this window
-            return
+            return []
         self.stats.refetches += 1
         piece = window.piece
         if window.attempt >= MAX_REFETCH:
-            raise self._incomplete(
+            raise _incomplete(
+                self.endpoint,
                 piece,
                 f"the API counts {window.total} records but {window.attempt + 1} rounds of paging returned only "
                 f"{len(window.received)} distinct ones (records kept moving between pages).",
@@ -449,5 +380,5 @@ class Extraction:
         )
         prior = (*window.prior, window.received)
         parts = windows_for_total(window.total, max(1, self.page_size // 2))
-        for sub in split_minutes(piece, parts) if piece.minutes > 1 else [piece]:
-            self._start_window(_Window(sub, attempt=window.attempt + 1, prior=prior))
+        subs = split_minutes(piece, parts) if piece.minutes > 1 else [piece]
+        return [self._ask(_Window(sub, attempt=window.attempt + 1, prior=prior), 1) for sub in subs]

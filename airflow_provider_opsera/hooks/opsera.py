@@ -32,7 +32,7 @@ from airflow_provider_opsera.exceptions import (
     OpseraConnectionError,
     OpseraError,
 )
-from airflow_provider_opsera.extraction import Extraction, ExtractionStats
+from airflow_provider_opsera.extraction import DECODE_AHEAD, Call, ExtractionStats, Runner, proof_for
 from airflow_provider_opsera.planning import initial_pieces
 from airflow_provider_opsera.responses import Page, Record, decode_page
 from airflow_provider_opsera.retry import (
@@ -46,10 +46,6 @@ from airflow_provider_opsera.retry import (
     parse_retry_after,
 )
 from airflow_provider_opsera.timeutils import parse_interval
-
-#: Calls a v2/v1 extraction keeps going beyond the ``concurrency`` open requests: each decodes its response
-#: after giving its request slot to the next call, so decoding overlaps the round trips instead of adding to them.
-DECODE_AHEAD = 2
 
 _insecure_warned = False
 _insecure_lock = threading.Lock()
@@ -219,19 +215,19 @@ class OpseraHook(BaseHook):
         *,
         raw: bool,
         stats: ExtractionStats | None = None,
-        cancelled: threading.Event | None = None,
-        slots: threading.Semaphore | None = None,
+        call: Call | None = None,
     ) -> Page:
-        """One GET with the retry rule, decoded and checked; ``cancelled`` stops further retries.
+        """One GET with the retry rule, decoded and checked.
 
-        ``slots`` bounds the requests open at once across calls: held for the request, released before
-        decoding, so another call's request can start meanwhile.
+        Within an extraction, ``call`` carries the runner's request slot (held for the request, released
+        before decoding, so another call's request can start meanwhile) and its cancellation (no more
+        retries once the extraction ended).
         """
         settings = self.settings
         stop = stop_after_attempt(settings.max_retries + 1)
         retrying = Retrying(
             retry=retry_if_exception(is_retryable),
-            stop=stop | stop_when_event_set(cancelled) if cancelled is not None else stop,
+            stop=stop | stop_when_event_set(call.cancelled) if call is not None else stop,
             wait=RetryWait(settings.retry_min_wait, settings.retry_max_wait),
             before_sleep=lambda state: self._before_retry(state, endpoint, stats),
             reraise=True,
@@ -239,7 +235,7 @@ class OpseraHook(BaseHook):
         try:
             for attempt in retrying:
                 with attempt:
-                    with slots or contextlib.nullcontext():
+                    with call.slot if call is not None else contextlib.nullcontext():
                         body = self._request(endpoint, params, stats)
                     return decode_page(body, endpoint, self._url(endpoint, params), raw=raw)
         except (OpseraError, requests.RequestException, OSError) as err:
@@ -289,21 +285,15 @@ class OpseraHook(BaseHook):
         fixed = validate_filters(endpoint.log_type, filters)
         settings = self.settings  # fail on a bad connection before anything starts
         stats = self.last_stats = ExtractionStats()
-        cancelled = threading.Event()
-        slots = threading.BoundedSemaphore(settings.concurrency)
-        extraction = Extraction(
-            endpoint,
-            initial_pieces(endpoint, lo, hi, fixed),
-            lambda params: self._call(
-                endpoint, params, raw=raw, stats=stats, cancelled=cancelled, slots=slots
+        runner = Runner(
+            proof_for(
+                endpoint, initial_pieces(endpoint, lo, hi, fixed), page_size=settings.page_size, stats=stats
             ),
+            lambda params, call: self._call(endpoint, params, raw=raw, stats=stats, call=call),
             concurrency=settings.concurrency,
-            workers=settings.concurrency + DECODE_AHEAD,
-            page_size=settings.page_size,
-            stats=stats,
-            cancelled=cancelled,
+            decode_ahead=DECODE_AHEAD,
         )
-        yield from extraction.batches()
+        yield from runner.batches()
         self.log.info(
             "Opsera %s [%s, %s): %d records in %d requests (%d retries, %d splits) in %.1fs.",
             endpoint.log_type.value,

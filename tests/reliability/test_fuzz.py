@@ -30,7 +30,7 @@ from reliability_helpers import FAST, postgres_conn_json
 from airflow_provider_opsera.catalogue import ENDPOINTS, TIME_AND_PAGING_KEYS, OpseraLogType
 from airflow_provider_opsera.connection import OpseraConnectionSettings
 from airflow_provider_opsera.exceptions import OpseraError
-from airflow_provider_opsera.extraction import Extraction
+from airflow_provider_opsera.extraction import drive, proof_for
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.planning import initial_pieces
 from airflow_provider_opsera.responses import MalformedResponseError, Page, Record, decode_page
@@ -280,12 +280,10 @@ def test_extraction_engine_on_random_pages(data, endpoint):
         return answers[n % len(answers)]
 
     start, end = BASE, BASE.add(days=1)
-    engine = Extraction(
-        endpoint, initial_pieces(endpoint, start, end, {}), fetch, concurrency=1, page_size=10
-    )
+    proof = proof_for(endpoint, initial_pieces(endpoint, start, end, {}), page_size=10)
     got: list[Record] = []
     try:
-        for batch in engine.batches():
+        for batch in drive(proof, fetch):
             got.extend(batch)
     except OpseraError as err:
         assert_clean(err)
@@ -653,9 +651,9 @@ def test_a_server_repeating_a_full_page_past_the_total_does_not_page_forever():
             raise RuntimeError(f"still paging: page {params['page']} of a total of 5 records")
         return page
 
-    engine = Extraction(endpoint, initial_pieces(endpoint, BASE, BASE.add(days=1), {}), fetch, page_size=10)
+    proof = proof_for(endpoint, initial_pieces(endpoint, BASE, BASE.add(days=1), {}), page_size=10)
     try:
-        records = [r for batch in engine.batches() for r in batch]
+        records = [r for batch in drive(proof, fetch) for r in batch]
     except OpseraError:
         return  # refusing the contradiction loudly is fine
     assert sorted(r.id for r in records) == sorted(r.id for r in page.records)
