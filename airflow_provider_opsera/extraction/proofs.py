@@ -96,11 +96,59 @@ def drive(proof: Proof, fetch: Callable[[dict[str, str]], Page]) -> Iterator[lis
             yield step.records
 
 
-def _incomplete(endpoint: Endpoint, piece: Piece, message: str) -> OpseraIncompleteResultError:
+def _incomplete(
+    endpoint: Endpoint, piece: Piece, message: str, advice: str | None = None
+) -> OpseraIncompleteResultError:
+    if advice is None:
+        advice = (
+            "Narrow the interval or the filters."
+            if endpoint.paged
+            else f"{endpoint.path} only queries whole days, so a narrower interval cannot help."
+        )
     return OpseraIncompleteResultError(
-        f"{endpoint.log_type.value} {piece.describe()}: {message} Narrow the interval or the filters; "
-        "the provider never returns a set it cannot prove complete.",
+        f"{endpoint.log_type.value} {piece.describe()}: {message} {advice} "
+        "The provider never returns a set it cannot prove complete.",
         window=piece.describe(),
+    )
+
+
+#: What can still read a v1 day the v1 API cannot return whole, by log type.
+_CAPPED_DAY_HELP = {
+    "user_activity": (
+        "What can help: the audit log type reads user activity through the v2 API (GET "
+        "/api/v2/logs/audit/user), which pages and has no such limit; extract this day with it instead."
+    ),
+}
+
+
+def _capped_day(endpoint: Endpoint, piece: Piece, n_records: int) -> OpseraIncompleteResultError:
+    """A one-day v1 response at the cap that no value of the split field can divide any further."""
+    split_field = endpoint.split_field
+    filters = {k: v for k, v in piece.filters if piece.split is None or k != piece.split[0]}
+    shown = ", ".join(f"{k}={v}" for k, v in sorted(filters.items()))
+    if piece.split is not None:
+        why = (
+            f"the day was already split by {piece.split[0]}, and its records of "
+            f"{piece.split[0]}={piece.split[1]}{f' matching {shown}' if shown else ''} alone reach the cap"
+        )
+    elif split_field is not None and split_field in filters:
+        why = (
+            f"the filter {shown} fixes {split_field}, the only field a v1 day can be split by, so its records "
+            "cannot be split any further"
+        )
+    else:
+        why = "the endpoint has no filter to split a day by"
+    help_text = _CAPPED_DAY_HELP.get(
+        endpoint.log_type.value,
+        "No other filter of this endpoint can split the day, so it cannot be read completely through the v1 API.",
+    )
+    return _incomplete(
+        endpoint,
+        piece,
+        f"the response holds {n_records} records, the API's cap. The v1 API cannot return more than "
+        f"{endpoint.cap} records for one day and filter, and {endpoint.path} only queries whole days, so a "
+        f"narrower interval cannot help; {why}.",
+        help_text,
     )
 
 
@@ -198,13 +246,7 @@ class SplitDayProof:
             self.stats.splits += 1
             return Step([], [self._ask(_DayQuery(day)) for day in split_days(piece)])
         if not can_split_by_value(endpoint, piece):
-            lever = f"{piece.split[0]}={piece.split[1]}" if piece.split else "its filters"
-            raise _incomplete(
-                endpoint,
-                piece,
-                f"the response holds {len(page.records)} records, the API's cap, and {endpoint.path} "
-                f"cannot split one day's {lever} any further.",
-            )
+            raise _capped_day(endpoint, piece, len(page.records))
         total = page.count if page.count is not None and page.count > len(page.records) else None
         new_group = _SplitGroup(piece, total)
         self.stats.splits += 1
