@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import (
+    LandingIntegrityError,
     OpseraAPIError,
     OpseraAuthError,
     OpseraConnectionError,
@@ -19,6 +20,7 @@ from airflow_provider_opsera.exceptions import (
 )
 
 __all__ = [
+    "LandingIntegrityError",
     "OpseraAPIError",
     "OpseraAuthError",
     "OpseraConnectionError",

@@ -1,10 +1,19 @@
-"""The provider's errors: a small hierarchy to catch at the level you care about."""
+"""The provider's errors, all of them: a small hierarchy to catch at the level you care about.
+
+Whether an error is worth retrying is a property of its class (``retryable``); the retry policy
+(:mod:`airflow_provider_opsera.retry`) reads it, so nothing that raises an error needs the policy.
+"""
 
 from __future__ import annotations
+
+from typing import ClassVar
 
 
 class OpseraError(Exception):
     """Base class of every error raised by the Opsera provider."""
+
+    #: Whether the call that raised it is worth making again.
+    retryable: ClassVar[bool] = False
 
 
 class OpseraConnectionError(OpseraError):
@@ -49,6 +58,31 @@ class OpseraAPIError(OpseraError):
         return (type(self), (self.args[0], self.status_code, self.url, self.body))
 
 
+class RetryableAPIError(OpseraAPIError):
+    """A failed call worth trying again (429, 5xx, malformed body); ``retry_after`` from the server, if any."""
+
+    retryable = True
+
+    def __init__(
+        self,
+        message: str,
+        status_code: int | None = None,
+        url: str | None = None,
+        body: str = "",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, status_code=status_code, url=url, body=body)
+        self.retry_after = retry_after
+
+    def __reduce__(self):
+        return (type(self), (self.args[0], self.status_code, self.url, self.body, self.retry_after))
+
+
+class MalformedResponseError(RetryableAPIError):
+    """A 200 response whose body is not ``{"count": ..., "data": [records]}`` with ``_id`` and ``createdAt``
+    (a body truncated by a gateway looks like that, so it is retried)."""
+
+
 class OpseraIncompleteResultError(OpseraError):
     """The API's caps make it impossible to prove that every record of the interval was fetched.
 
@@ -75,3 +109,7 @@ class OpseraRecordError(OpseraError, ValueError):
 
     def __reduce__(self):
         return (type(self), (self.args[0], self.record_id, self.field))
+
+
+class LandingIntegrityError(OpseraError, ValueError):
+    """A landed folder does not match its manifest (missing part, wrong count or sha256)."""

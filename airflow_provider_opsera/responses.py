@@ -8,7 +8,8 @@ from typing import Any, NamedTuple
 import msgspec
 
 from airflow_provider_opsera.catalogue import Endpoint
-from airflow_provider_opsera.retry import RetryableAPIError, excerpt
+from airflow_provider_opsera.exceptions import MalformedResponseError
+from airflow_provider_opsera.retry import excerpt
 from airflow_provider_opsera.timeutils import api_time_keys, created_key
 
 
@@ -65,10 +66,6 @@ _meta_decoder = msgspec.json.Decoder(_Meta)
 _well_formed_decoder = msgspec.json.Decoder(_WellFormedEnvelope)
 _raw_decoder = msgspec.json.Decoder(_RawEnvelope)
 _dict_decoder = msgspec.json.Decoder(_Envelope)
-
-
-class MalformedResponseError(RetryableAPIError):
-    """A 200 response whose body is not ``{"count": ..., "data": [records]}`` with ``_id`` and ``createdAt``."""
 
 
 def _count(value: Any) -> int | None:

@@ -15,28 +15,10 @@ from typing import Any
 import requests
 from tenacity import RetryCallState
 
-from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraError
+from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraError, RetryableAPIError
 
 #: Longest wait honoured from a ``Retry-After`` header; a longer one is capped, so a task cannot hang.
 MAX_RETRY_AFTER = 300.0
-
-
-class RetryableAPIError(OpseraAPIError):
-    """A failed call worth trying again (429, 5xx, malformed body); ``retry_after`` from the server, if any."""
-
-    def __init__(
-        self,
-        message: str,
-        status_code: int | None = None,
-        url: str | None = None,
-        body: str = "",
-        retry_after: float | None = None,
-    ) -> None:
-        super().__init__(message, status_code=status_code, url=url, body=body)
-        self.retry_after = retry_after
-
-    def __reduce__(self):
-        return (type(self), (self.args[0], self.status_code, self.url, self.body, self.retry_after))
 
 
 def is_retryable_status(status: int) -> bool:
@@ -44,9 +26,9 @@ def is_retryable_status(status: int) -> bool:
 
 
 def is_retryable(exc: BaseException) -> bool:
-    """The retry predicate handed to tenacity."""
-    if isinstance(exc, RetryableAPIError):
-        return True
+    """The retry predicate handed to tenacity: the provider's errors say so themselves (``retryable``)."""
+    if isinstance(exc, OpseraError):
+        return exc.retryable
     if isinstance(exc, requests.exceptions.SSLError):
         return False  # a certificate that fails verification will fail again
 

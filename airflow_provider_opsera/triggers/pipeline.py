@@ -11,7 +11,7 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraAuthError
-from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
+from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook
 from airflow_provider_opsera.pipeline_status import Outcome, StatusRules, Watch, decide
 from airflow_provider_opsera.pipeline_watch import (
     CLOCK_MARGIN,
@@ -121,7 +121,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
         search = WatchSearch(
             self.watch, state, lookback_s=self.lookback_s, now=time.time(), pipeline_type=self.pipeline_type
         )
-        async with OpseraAsyncClient(self.opsera_conn_id, logger=self.log) as client:
+        async with OpseraAsyncHook(self.opsera_conn_id, logger=self.log) as client:
 
             async def fetch(params: dict[str, str]) -> tuple[int | None, list[dict[str, Any]]]:
                 page = await client.get_page(OpseraLogType.PIPELINE_ACTIVITY, params)

@@ -27,7 +27,13 @@ ALL_TYPES = [t.value for t in OpseraLogType]
 
 class Conn:
     def __init__(self, extra, host="http://127.0.0.1:1", conn_id="c1", password="tok"):
-        self.conn_id, self.host, self.port, self.password, self.extra_dejson = conn_id, host, None, password, extra
+        self.conn_id, self.host, self.port, self.password, self.extra_dejson = (
+            conn_id,
+            host,
+            None,
+            password,
+            extra,
+        )
 
 
 @pytest.fixture
@@ -52,7 +58,9 @@ def test_extras_left_alone_in_the_form_mean_their_defaults(sim, monkeypatch):
     use(monkeypatch, sim.url, sim.token, FORM_UNTOUCHED)
     sim.generate(OpseraLogType.AUDIT, DAY, DAY.add(days=1), 1500)
     hook = OpseraHook()
-    assert hook.settings == OpseraConnectionSettings(conn_id="opsera_default", base_url=sim.url, token=sim.token)
+    assert hook.settings == OpseraConnectionSettings(
+        conn_id="opsera_default", base_url=sim.url, token=sim.token
+    )
     assert len(list(hook.iter_logs("audit", DAY, DAY.add(days=1)))) == 1500
 
 
@@ -65,9 +73,23 @@ def test_blank_extras_mean_their_defaults(blank):
 
 def test_typed_values_may_arrive_as_text():
     settings = OpseraConnectionSettings.from_connection(
-        Conn({"timeout": "30", "verify": "True", "max_retries": " 7 ", "page_size": "500.0", "concurrency": "2"})
+        Conn(
+            {
+                "timeout": "30",
+                "verify": "True",
+                "max_retries": " 7 ",
+                "page_size": "500.0",
+                "concurrency": "2",
+            }
+        )
     )
-    assert (settings.timeout, settings.verify, settings.max_retries, settings.page_size, settings.concurrency) == (
+    assert (
+        settings.timeout,
+        settings.verify,
+        settings.max_retries,
+        settings.page_size,
+        settings.concurrency,
+    ) == (
         30.0,
         True,
         7,
@@ -196,7 +218,10 @@ def test_a_closed_port_answers_within_seconds_in_one_sentence(monkeypatch):
 def test_a_host_that_does_not_resolve_says_dns():
     ok, message, took = ui_test("https://no-such-host.invalid", "tok")
     assert not ok
-    assert message == "Cannot reach Opsera at https://no-such-host.invalid: the host name does not resolve (DNS)."
+    assert (
+        message
+        == "Cannot reach Opsera at https://no-such-host.invalid: the host name does not resolve (DNS)."
+    )
     assert took < 15
 
 

@@ -7,8 +7,8 @@ import asyncio
 import pytest
 
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError
-from airflow_provider_opsera.hooks import opsera_async
-from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
+from airflow_provider_opsera.hooks import transport
+from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook
 from airflow_provider_opsera.testing.pytest_plugin import opsera_simulator  # noqa: F401
 
 FAST_RETRIES = {"retry_min_wait": 0.01, "retry_max_wait": 0.1}
@@ -23,7 +23,7 @@ def sim(opsera_simulator, monkeypatch):  # noqa: F811
 
 def get(params, log_type="pipeline_activity"):
     async def main():
-        async with OpseraAsyncClient() as client:
+        async with OpseraAsyncHook() as client:
             page = await client.get_page(log_type, params)
             return page, client
 
@@ -68,4 +68,4 @@ def test_the_connection_is_read_off_the_loop_where_aget_connection_is_missing(si
     monkeypatch.delattr(BaseHook, "aget_connection")
     page, _ = get({"date": "2024-05-09"})
     assert len(page.records) == 30
-    assert opsera_async._ssl(True) is True and opsera_async._ssl(False) is False
+    assert transport.ssl_context(True) is True and transport.ssl_context(False) is False

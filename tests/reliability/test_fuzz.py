@@ -29,11 +29,11 @@ from reliability_helpers import FAST, postgres_conn_json
 
 from airflow_provider_opsera.catalogue import ENDPOINTS, TIME_AND_PAGING_KEYS, OpseraLogType
 from airflow_provider_opsera.connection import OpseraConnectionSettings
-from airflow_provider_opsera.exceptions import OpseraError
+from airflow_provider_opsera.exceptions import MalformedResponseError, OpseraError
 from airflow_provider_opsera.extraction import drive, proof_for
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.planning import initial_pieces
-from airflow_provider_opsera.responses import MalformedResponseError, Page, Record, decode_page
+from airflow_provider_opsera.responses import Page, Record, decode_page
 from airflow_provider_opsera.testing import OpseraSimulator
 from airflow_provider_opsera.timeutils import sort_key
 
@@ -577,7 +577,7 @@ def test_unusual_records_arrive_byte_for_byte(fuzz_sim, monkeypatch, tmp_path_fa
         [r.payload for r in b] for b in hook.iter_log_batches(log_type, day, day.add(days=1), raw=True)
     )
     manifest = land(batches, folder, {"log_type": log_type})
-    landed = sorted((json.loads(line) for line in iter_landed_records(folder)), key=lambda r: r["_id"])
+    landed = sorted(iter_landed_records(folder), key=lambda r: r["_id"])
     assert landed == truth and manifest["record_count"] == len(truth)
     hook.close()
 

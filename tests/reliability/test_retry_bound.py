@@ -18,10 +18,9 @@ from hypothesis import strategies as st
 from loopback import LoopbackServer
 from tenacity import RetryCallState
 
-from airflow_provider_opsera.exceptions import OpseraAPIError
-from airflow_provider_opsera.hooks.opsera import OpseraHook
-from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
-from airflow_provider_opsera.retry import MAX_RETRY_AFTER, RetryableAPIError, RetryWait, parse_retry_after
+from airflow_provider_opsera.exceptions import OpseraAPIError, RetryableAPIError
+from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook, OpseraHook
+from airflow_provider_opsera.retry import MAX_RETRY_AFTER, RetryWait, parse_retry_after
 
 
 def state(attempt: int, exc: BaseException | None) -> RetryCallState:
@@ -109,7 +108,7 @@ def test_the_async_client_is_bounded_the_same_way(opsera_simulator, monkeypatch)
         await real_sleep(0)
 
     async def call() -> None:
-        async with OpseraAsyncClient() as client:
+        async with OpseraAsyncHook() as client:
             await client.get_page("pipeline_activity", {"range": "1h"})
 
     monkeypatch.setattr(asyncio, "sleep", fake_sleep)
@@ -130,7 +129,7 @@ def test_a_stalling_server_is_cut_off_by_the_async_clients_timeout(monkeypatch):
         use(monkeypatch, server.url, timeout=0.5, max_retries=0)
 
         async def call() -> None:
-            async with OpseraAsyncClient() as client:
+            async with OpseraAsyncHook() as client:
                 await client.get_page("pipeline_activity", {"range": "1h"})
 
         with pytest.raises(OpseraAPIError, match=r"(?i)timeout"):

@@ -11,10 +11,9 @@ import warnings
 import pytest
 from loopback import LoopbackServer, self_signed
 
-import airflow_provider_opsera.hooks.opsera as hook_module
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraAuthError, OpseraError
-from airflow_provider_opsera.hooks.opsera import OpseraHook
-from airflow_provider_opsera.hooks.opsera_async import OpseraAsyncClient
+from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook, OpseraHook
+from airflow_provider_opsera.hooks.transport import warn_tls_off
 
 TOKEN = "eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2VuLWZvci10ZXN0cw.Zm9vYmFyYmF6cXV4"
 FAST = {"retry_min_wait": 0.001, "retry_max_wait": 0.01, "max_retries": 1, "timeout": 5}
@@ -34,7 +33,7 @@ def sync_call() -> dict:
 
 
 async def _async_call() -> object:
-    async with OpseraAsyncClient("opsera_default") as client:
+    async with OpseraAsyncHook("opsera_default") as client:
         return await client.get_page("pipeline_activity", {"range": "1h"})
 
 
@@ -151,7 +150,7 @@ def test_a_ca_bundle_path_verifies_without_warning(monkeypatch, tls_server, capl
 
 def test_verification_off_warns_once_for_the_sync_hook(monkeypatch, tls_server, caplog, capfd):
     server, _ = tls_server
-    monkeypatch.setattr(hook_module, "_insecure_warned", False)  # once per process: start this test afresh
+    warn_tls_off.cache_clear()  # once per process: start this test afresh
     use(monkeypatch, server.url, verify=False)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -167,10 +166,11 @@ def test_verification_off_warns_once_for_the_sync_hook(monkeypatch, tls_server, 
 
 def test_verification_off_warns_once_for_the_async_client(monkeypatch, tls_server, caplog, capfd):
     server, _ = tls_server
+    warn_tls_off.cache_clear()  # once per process: start this test afresh
     use(monkeypatch, server.url, verify=False)
 
     async def poll_several_times() -> None:
-        async with OpseraAsyncClient("opsera_default") as client:
+        async with OpseraAsyncHook("opsera_default") as client:
             for _ in range(4):
                 await client.get_page("pipeline_activity", {"range": "1h"})
 
@@ -190,7 +190,7 @@ def test_the_connection_verify_setting_wins_over_the_environment(monkeypatch, tl
     import certifi
 
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
-    monkeypatch.setattr(hook_module, "_insecure_warned", False)
+    warn_tls_off.cache_clear()
     use(monkeypatch, server.url, verify=str(cert) if verify == "ca-bundle" else False)
     assert sync_call() == {"count": 0, "data": []}
 
