@@ -162,8 +162,8 @@ class OursPostgresExisting(OursPostgres):
 
     def prepare(self, target: Target) -> None:
         super().prepare(target)
-        from airflow_provider_opsera.transfers import postgres_sql as q
-        from airflow_provider_opsera.transfers.postgres_table import layout_for
+        from airflow_provider_opsera.transfers.postgres import sql as q
+        from airflow_provider_opsera.transfers.postgres.table import layout_for
 
         layout = layout_for(target.dataset.log_type)
         with pg_connect(target) as conn:

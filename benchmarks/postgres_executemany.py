@@ -39,9 +39,9 @@ from psycopg import sql
 
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.responses import Record
-from airflow_provider_opsera.transfers import postgres_sql as q
-from airflow_provider_opsera.transfers.postgres_load import load_records
-from airflow_provider_opsera.transfers.postgres_rows import RowMapper
+from airflow_provider_opsera.transfers.postgres import sql as q
+from airflow_provider_opsera.transfers.postgres.load import load_records
+from airflow_provider_opsera.transfers.postgres.rows import RowMapper
 
 LOG_TYPE = OpseraLogType.PIPELINE_ACTIVITY
 RECORDS = 50_000

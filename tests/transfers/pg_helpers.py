@@ -14,7 +14,7 @@ from psycopg import sql
 from psycopg.types.json import set_json_loads
 
 from airflow_provider_opsera.catalogue import JSON, TIMESTAMP, OpseraLogType
-from airflow_provider_opsera.transfers.postgres_table import layout_for
+from airflow_provider_opsera.transfers.postgres.table import layout_for
 
 FAST = {"retry_min_wait": 0.01, "retry_max_wait": 0.05}
 

@@ -12,7 +12,7 @@ from dag_runs import load_example_dag, run_day
 from pg_helpers import FAST, assert_table_is, snapshot
 
 from airflow_provider_opsera import OpseraLogType
-from airflow_provider_opsera.transfers.postgres_table import default_table
+from airflow_provider_opsera.transfers.postgres.table import default_table
 
 DAY = pendulum.datetime(2024, 5, 9, tz="UTC")
 NEXT = DAY.add(days=1)

@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 from airflow_provider_opsera.catalogue import ENDPOINTS, INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import to_utc
-from airflow_provider_opsera.transfers.postgres_rows import (
+from airflow_provider_opsera.transfers.postgres.rows import (
     INT_MAX,
     INT_MIN,
     OpseraRecordError,
@@ -22,7 +22,7 @@ from airflow_provider_opsera.transfers.postgres_rows import (
     copy_line,
     copy_text,
 )
-from airflow_provider_opsera.transfers.postgres_table import (
+from airflow_provider_opsera.transfers.postgres.table import (
     MAX_IDENTIFIER,
     column_name,
     default_table,

@@ -21,11 +21,11 @@ from airflow_provider_opsera import OpseraAPIError, OpseraError
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.responses import Record
-from airflow_provider_opsera.transfers import postgres_sql as q
 from airflow_provider_opsera.transfers.postgres import OpseraLogsToPostgresOperator
-from airflow_provider_opsera.transfers.postgres_load import load_records
-from airflow_provider_opsera.transfers.postgres_rows import OpseraRecordError, RowMapper
-from airflow_provider_opsera.transfers.postgres_table import default_table
+from airflow_provider_opsera.transfers.postgres import sql as q
+from airflow_provider_opsera.transfers.postgres.load import load_records
+from airflow_provider_opsera.transfers.postgres.rows import OpseraRecordError, RowMapper
+from airflow_provider_opsera.transfers.postgres.table import default_table
 
 PIPELINE = OpseraLogType.PIPELINE_ACTIVITY
 START = pendulum.datetime(2024, 4, 1)

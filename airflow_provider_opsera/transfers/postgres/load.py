@@ -26,9 +26,9 @@ from psycopg import sql
 from airflow_provider_opsera.catalogue import INTEGER
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.responses import Record
-from airflow_provider_opsera.transfers import postgres_sql as q
-from airflow_provider_opsera.transfers.postgres_rows import RowMapper, copy_line
-from airflow_provider_opsera.transfers.postgres_table import LOADED_AT, TableLayout
+from airflow_provider_opsera.transfers.postgres import sql as q
+from airflow_provider_opsera.transfers.postgres.rows import RowMapper, copy_line
+from airflow_provider_opsera.transfers.postgres.table import LOADED_AT, TableLayout
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ from airflow.sdk import Asset, AssetAlias, BaseOperator
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_filters
 from airflow_provider_opsera.operators.rendering import blank_to_none, rendered_filters, rendered_interval
 from airflow_provider_opsera.progress import Progress
-from airflow_provider_opsera.transfers.postgres_load import LoadResult, load_records
-from airflow_provider_opsera.transfers.postgres_rows import ON_TYPE_MISMATCH, RowMapper
-from airflow_provider_opsera.transfers.postgres_table import default_table
+from airflow_provider_opsera.transfers.postgres.load import LoadResult, load_records
+from airflow_provider_opsera.transfers.postgres.rows import ON_TYPE_MISMATCH, RowMapper
+from airflow_provider_opsera.transfers.postgres.table import default_table
 
 if TYPE_CHECKING:
     from airflow.sdk import Context

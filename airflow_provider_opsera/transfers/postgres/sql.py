@@ -1,13 +1,13 @@
 """The SQL of a load, composed with :mod:`psycopg.sql` so every schema, table and column name is quoted safely.
 
-Pure: these functions build statements; :mod:`postgres_load` runs them.
+Pure: these functions build statements; :mod:`.load` runs them.
 """
 
 from __future__ import annotations
 
 from psycopg import sql
 
-from airflow_provider_opsera.transfers.postgres_table import LOADED_AT, Column, TableLayout
+from airflow_provider_opsera.transfers.postgres.table import LOADED_AT, Column, TableLayout
 
 #: First key of the advisory lock taken around the upsert (the second is the table's name hash), so that
 #: concurrent loads into one table create it once and upsert one after the other.

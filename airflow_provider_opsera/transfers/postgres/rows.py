@@ -24,7 +24,7 @@ from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, Op
 from airflow_provider_opsera.exceptions import OpseraRecordError
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import API_TIME_ON_A_REAL_DAY, to_utc
-from airflow_provider_opsera.transfers.postgres_table import TableLayout, layout_for
+from airflow_provider_opsera.transfers.postgres.table import TableLayout, layout_for
 
 OnTypeMismatch = Literal["fail", "raw_only"]
 ON_TYPE_MISMATCH: tuple[str, ...] = ("fail", "raw_only")
@@ -109,7 +109,7 @@ def _timestamp(value: Any) -> Any:
 
 def _json(value: Any) -> Any:
     """A ``msgspec.Raw`` object or array passes (the upsert takes it from ``raw``); JSON ``null`` or absent is
-    NULL; anything else is a mismatch. The same rule as :func:`postgres_sql.from_raw`."""
+    NULL; anything else is a mismatch. The same rule as :func:`.sql.from_raw`."""
     if value is None:
         return None
     data = bytes(value).strip()
