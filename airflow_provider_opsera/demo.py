@@ -13,7 +13,6 @@ lives in this process and stops with it.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import pathlib
 import shutil
@@ -111,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             if manifest is None:
                 problems.append(f"{log_type}: no manifest.json in {folder}")
                 continue
-            ids = [json.loads(line)["_id"] for line in iter_landed_records(folder)]
+            ids = [record["_id"] for record in iter_landed_records(folder)]
             truth = {r["_id"] for r in sim.ground_truth(log_type, start, end)}
             exact = len(ids) == len(set(ids)) and set(ids) == truth
             if not exact:

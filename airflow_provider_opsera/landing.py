@@ -19,11 +19,12 @@ from __future__ import annotations
 import contextlib
 import gzip
 import hashlib
+import io
 import json
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Literal, overload
 
 import msgspec
 import pendulum
@@ -282,49 +283,97 @@ def read_manifest(folder: ObjectStoragePath) -> dict[str, Any] | None:
         return None
 
 
-def iter_landed_records(folder: ObjectStoragePath, *, verify: bool = True) -> Iterator[bytes]:
-    """Every record line (JSON bytes, without the newline) of a complete folder, in part order.
+@overload
+def iter_landed_records(
+    folder: ObjectStoragePath | str,
+    *,
+    conn_id: str | None = None,
+    raw: Literal[False] = False,
+    verify: bool = True,
+) -> Iterator[dict[str, Any]]: ...
 
-    With ``verify``, each part's sha256 and record count are checked against the manifest; a mismatch is a
-    :class:`LandingIntegrityError`. A folder without a manifest is one too: it is not complete.
+
+@overload
+def iter_landed_records(
+    folder: ObjectStoragePath | str, *, conn_id: str | None = None, raw: Literal[True], verify: bool = True
+) -> Iterator[bytes]: ...
+
+
+def iter_landed_records(
+    folder: ObjectStoragePath | str, *, conn_id: str | None = None, raw: bool = False, verify: bool = True
+) -> Iterator[dict[str, Any]] | Iterator[bytes]:
+    """Every record of a complete landed folder, part by part in the manifest's order.
+
+    :param folder: the folder, as an ``ObjectStoragePath`` or a URL string (``"file:///data/opsera/audit/"``,
+        ``"s3://bucket/prefix/"``).
+    :param conn_id: the connection for a URL string's credentials (e.g. an ``aws`` connection for ``s3://``);
+        an ``ObjectStoragePath`` carries its own, so giving both is a ``ValueError``.
+    :param raw: yield each record's line as ``bytes`` (the API's JSON byte for byte, without the newline)
+        instead of the decoded ``dict``.
+    :param verify: check each part against the manifest before yielding any of its records.
+
+    Yields one decoded ``dict`` per record (or, with ``raw=True``, one ``bytes`` line). With ``verify``, each
+    part is read whole (memory holds one compressed part) and its sha256 and record count are checked against
+    the manifest first: a part that does not match raises :class:`LandingIntegrityError` before any of its
+    records is yielded (the records of earlier parts, which matched, have been yielded by then).
+
+    Raises, while iterating, :class:`LandingIntegrityError` when the folder has no ``manifest.json`` (it is not
+    complete), a part the manifest lists is missing, or (with ``verify``) a part's sha256 or record count
+    differs from the manifest's; also when a record line is not a JSON object (without ``raw``). A ``folder``
+    of another type, or ``conn_id`` with an ``ObjectStoragePath``, is a ``TypeError`` / ``ValueError`` at once.
     """
+    if isinstance(folder, str):
+        path = ObjectStoragePath(folder, conn_id=conn_id)
+    elif isinstance(folder, ObjectStoragePath):
+        if conn_id is not None:
+            raise ValueError(
+                "conn_id applies to a URL string; an ObjectStoragePath carries its own connection "
+                "(ObjectStoragePath(url, conn_id=...))."
+            )
+        path = folder
+    else:
+        raise TypeError(f"folder must be an ObjectStoragePath or a URL string, not {type(folder).__name__}.")
+    return _landed_records(path, raw=raw, verify=verify)
+
+
+def _landed_records(folder: ObjectStoragePath, *, raw: bool, verify: bool) -> Iterator[Any]:
     manifest = read_manifest(folder)
     if manifest is None:
         raise LandingIntegrityError(f"{storage_uri(folder)} has no {MANIFEST}: it is not complete.")
     base = folder.path.rstrip("/")
     for part in manifest["parts"]:
+        name = part["name"]
         try:
-            handle = folder.fs.open(f"{base}/{part['name']}", "rb")
+            with folder.fs.open(f"{base}/{name}", "rb") as handle:
+                data = handle.read()
         except FileNotFoundError:
-            raise LandingIntegrityError(f"{part['name']} listed in the manifest is missing.") from None
-        with handle:
-            hashing = _HashingReader(handle)
-            count = 0
-            with gzip.GzipFile(fileobj=hashing, mode="rb") as gz:  # type: ignore[call-overload]
-                for line in gz:
-                    count += 1
-                    yield line.rstrip(b"\n")
-            hashing.drain()
-        if verify and hashing.sha256.hexdigest() != part["sha256"]:
-            raise LandingIntegrityError(f"{part['name']} does not match its sha256 in the manifest.")
-        if verify and count != part["records"]:
-            raise LandingIntegrityError(
-                f"{part['name']} holds {count} records; the manifest says {part['records']}."
-            )
+            raise LandingIntegrityError(f"{name} listed in the manifest is missing.") from None
+        if verify:
+            _verify_part(name, data, part)
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+            for line in gz:
+                record = line.rstrip(b"\n")
+                yield record if raw else _decode(name, record)
 
 
-class _HashingReader:
-    """A read-only file object that hashes the bytes read through it."""
+def _verify_part(name: str, data: bytes, part: Mapping[str, Any]) -> None:
+    """The part's bytes against the manifest's sha256, then its record count (decompressed, not kept)."""
+    if hashlib.sha256(data).hexdigest() != part["sha256"]:
+        raise LandingIntegrityError(f"{name} does not match its sha256 in the manifest.")
+    try:
+        with gzip.GzipFile(fileobj=io.BytesIO(data), mode="rb") as gz:
+            count = sum(1 for _ in gz)
+    except (OSError, EOFError) as err:
+        raise LandingIntegrityError(f"{name} is not a readable gzip file: {err}") from None
+    if count != part["records"]:
+        raise LandingIntegrityError(f"{name} holds {count} records; the manifest says {part['records']}.")
 
-    def __init__(self, raw: BinaryIO) -> None:
-        self.raw = raw
-        self.sha256 = hashlib.sha256()
 
-    def read(self, size: int = -1) -> bytes:
-        data = self.raw.read(size)
-        self.sha256.update(data)
-        return data
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
+def _decode(name: str, line: bytes) -> dict[str, Any]:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        record = None
+    if not isinstance(record, dict):
+        raise LandingIntegrityError(f"{name} holds a line that is not a JSON object: {line[:80]!r}")
+    return record

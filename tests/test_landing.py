@@ -66,14 +66,17 @@ def test_parts_are_bounded_and_manifest_describes_them(folder):
 def test_records_land_byte_for_byte(folder):
     data = records(30)
     land(batches(data, 7), folder, {})
-    assert list(iter_landed_records(folder)) == data
+    assert list(iter_landed_records(folder, raw=True)) == data
     assert gzip.decompress((folder / "part-00000.ndjson.gz").read_bytes()) == b"\n".join(data) + b"\n"
 
 
 def test_a_record_with_newlines_is_made_one_line_keeping_its_values(folder):
     pretty = b'{\n  "_id": "x",\n  "n": 1.50,\n  "s": "a\\nb"\n}'
     land([[b'{"_id":"w"}', pretty]], folder, {})
-    assert list(iter_landed_records(folder)) == [b'{"_id":"w"}', b'{"_id":"x","n":1.50,"s":"a\\nb"}']
+    assert list(iter_landed_records(folder, raw=True)) == [
+        b'{"_id":"w"}',
+        b'{"_id":"x","n":1.50,"s":"a\\nb"}',
+    ]
 
 
 def test_same_records_give_the_same_bytes(folder, tmp_path):
@@ -101,7 +104,7 @@ def test_rerun_with_fewer_records_leaves_exactly_the_new_parts(folder, monkeypat
     assert seen == {"manifest": manifest, "stale_still_there": True}
     # New parts never overwrite the ones the previous manifest lists: they are numbered after them.
     assert names(folder) == {"manifest.json", "part-00003.ndjson.gz", "part-00004.ndjson.gz", "README.txt"}
-    assert list(iter_landed_records(folder)) == records(120, "new")
+    assert list(iter_landed_records(folder, raw=True)) == records(120, "new")
 
 
 def test_previous_state_stays_readable_while_parts_change(folder):
@@ -109,9 +112,9 @@ def test_previous_state_stays_readable_while_parts_change(folder):
     during = []
 
     def watched():
-        during.append((read_manifest(folder), list(iter_landed_records(folder))))
+        during.append((read_manifest(folder), list(iter_landed_records(folder, raw=True))))
         yield records(10, "n")
-        during.append((read_manifest(folder), list(iter_landed_records(folder))))
+        during.append((read_manifest(folder), list(iter_landed_records(folder, raw=True))))
 
     land(watched(), folder, {}, records_per_part=5)
     assert during == [(old, records(50)), (old, records(50))]
@@ -130,10 +133,10 @@ def test_failed_run_leaves_the_previous_state_and_no_temporary_files(folder):
         land(failing(), folder, {})
     # The previous complete state, untouched: same files, same records.
     assert names(folder) == before
-    assert list(iter_landed_records(folder)) == records(50)
+    assert list(iter_landed_records(folder, raw=True)) == records(50)
 
     land(batches(records(20, "c")), folder, {})
-    assert list(iter_landed_records(folder)) == records(20, "c")
+    assert list(iter_landed_records(folder, raw=True)) == records(20, "c")
 
 
 def test_leftovers_of_an_interrupted_process_are_cleaned_up(folder):
@@ -160,6 +163,87 @@ def test_a_corrupted_part_is_detected(folder):
     part.write_bytes(gzip.compress(b"\n".join(records(19)) + b"\n"))
     with pytest.raises(LandingIntegrityError, match="sha256"):
         list(iter_landed_records(folder))
+
+
+def test_records_come_back_as_dicts_by_default(folder):
+    land(batches(records(30), 7), folder, {}, records_per_part=10)
+    got = list(iter_landed_records(folder))
+    assert got == [json.loads(line) for line in records(30)]
+    assert all(type(r) is dict for r in got)
+    assert got[0] == {"_id": "a00000", "createdAt": "2024-05-09T00:00:00.100Z", "n": 1.5, "u": "\u00e9"}
+    assert all(type(r) is bytes for r in iter_landed_records(folder, raw=True))
+
+
+def test_a_plain_url_string_reads_the_folder(folder, tmp_path):
+    land(batches(records(25)), folder, {}, records_per_part=10)
+    url = f"file://{tmp_path}/opsera/audit/dt=2024-05-09/"
+    assert isinstance(url, str)
+    assert list(iter_landed_records(url)) == [json.loads(line) for line in records(25)]
+    assert list(iter_landed_records(url, raw=True)) == records(25)
+    assert list(iter_landed_records(url.rstrip("/"), conn_id=None)) == list(iter_landed_records(folder))
+
+
+def test_an_s3_url_string_takes_the_connection_id(moto_s3):
+    from connections import MOTO_CONN_ID
+
+    bucket = moto_s3("opsera-landing-url-string")
+    land(batches(records(15)), ObjectStoragePath(f"s3://{bucket}/audit/", conn_id=MOTO_CONN_ID), {})
+    got = list(iter_landed_records(f"s3://{bucket}/audit/", conn_id=MOTO_CONN_ID))
+    assert got == [json.loads(line) for line in records(15)]
+
+
+def test_arguments_are_checked_at_the_call(folder):
+    with pytest.raises(ValueError, match="conn_id applies to a URL string"):
+        iter_landed_records(folder, conn_id="aws_default")
+    with pytest.raises(TypeError, match="ObjectStoragePath or a URL string"):
+        iter_landed_records(42)  # type: ignore[call-overload]
+
+
+def _first_part_then_error(folder) -> tuple[list[bytes], LandingIntegrityError]:
+    """What iterating yields before it raises, and the error."""
+    got: list[bytes] = []
+    with pytest.raises(LandingIntegrityError) as err:
+        for line in iter_landed_records(folder, raw=True):
+            got.append(line)
+    return got, err.value
+
+
+def test_a_tampered_part_raises_before_yielding_any_of_its_records(folder):
+    land(batches(records(30)), folder, {}, records_per_part=10)
+    # The middle part swapped for one of the same length and count, but other bytes.
+    (folder / "part-00001.ndjson.gz").write_bytes(gzip.compress(b"\n".join(records(10, "x")) + b"\n"))
+    got, err = _first_part_then_error(folder)
+    assert "part-00001.ndjson.gz does not match its sha256" in str(err)
+    assert got == records(30)[:10]  # the first part, verified; nothing of the tampered one
+    with pytest.raises(LandingIntegrityError, match="sha256"):
+        list(iter_landed_records(folder))  # decoded dicts: the same check
+
+
+def test_a_part_with_the_wrong_count_raises_before_yielding_any_of_its_records(folder):
+    land(batches(records(30)), folder, {}, records_per_part=10)
+    # A part cut short whose manifest entry was updated to its sha256, but not its count.
+    short = gzip.compress(b"\n".join(records(30)[10:19]) + b"\n")
+    (folder / "part-00001.ndjson.gz").write_bytes(short)
+    manifest = read_manifest(folder)
+    manifest["parts"][1]["sha256"] = hashlib.sha256(short).hexdigest()
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+    got, err = _first_part_then_error(folder)
+    assert str(err) == "part-00001.ndjson.gz holds 9 records; the manifest says 10."
+    assert got == records(30)[:10]
+
+
+def test_a_missing_part_raises(folder):
+    land(batches(records(30)), folder, {}, records_per_part=10)
+    (folder / "part-00002.ndjson.gz").unlink()
+    got, err = _first_part_then_error(folder)
+    assert "part-00002.ndjson.gz listed in the manifest is missing" in str(err)
+    assert got == records(30)[:20]
+
+
+def test_without_verify_a_tampered_part_is_read_as_it_is(folder):
+    land(batches(records(20)), folder, {}, records_per_part=10)
+    (folder / "part-00001.ndjson.gz").write_bytes(gzip.compress(b"\n".join(records(3, "x")) + b"\n"))
+    assert list(iter_landed_records(folder, raw=True, verify=False)) == records(20)[:10] + records(3, "x")
 
 
 def test_records_per_part_must_be_positive(folder):

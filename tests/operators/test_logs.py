@@ -170,7 +170,7 @@ def test_landing_returns_the_manifest_and_emits_the_asset_event(sim, tmp_path):
     assert (manifest["start"], manifest["end"]) == (DAY.isoformat(), NEXT.isoformat())
     assert manifest["record_count"] == 2345
     assert [p["records"] for p in manifest["parts"]] == [1000, 1000, 345]
-    landed = [json.loads(line) for line in iter_landed_records(ObjectStoragePath(folder))]
+    landed = list(iter_landed_records(folder))  # the URL string, as given to the operator: decoded dicts
     truth = sim.ground_truth("audit", DAY, NEXT)
     assert sorted(landed, key=lambda r: r["_id"]) == sorted(truth, key=lambda r: r["_id"])
     assert len({r["_id"] for r in landed}) == len(landed)

@@ -6,8 +6,6 @@ no duplicates), and a rerun of the same interval must leave exactly one copy.
 
 from __future__ import annotations
 
-import json
-
 import pendulum
 import pytest
 from airflow.sdk import ObjectStoragePath
@@ -45,10 +43,12 @@ def check_landed(sim, base: str, conn_id: str | None) -> dict[str, int]:
     """Every log type's folder holds exactly the interval's records, once; returns the counts."""
     counts = {}
     for log_type in LOG_TYPES:
-        folder = ObjectStoragePath(f"{base}/opsera/{log_type}/dt=2024-05-09/", conn_id=conn_id)
+        url = f"{base}/opsera/{log_type}/dt=2024-05-09/"
+        folder = ObjectStoragePath(url, conn_id=conn_id)
         manifest = read_manifest(folder)
         assert manifest is not None, f"{log_type}: no manifest"
-        landed = [json.loads(line) for line in iter_landed_records(folder)]
+        landed = list(iter_landed_records(url, conn_id=conn_id))  # a URL string (s3:// or file://)
+        assert list(iter_landed_records(folder)) == landed
         truth = sim.ground_truth(log_type, DAY, NEXT)
         ids = [r["_id"] for r in landed]
         assert len(ids) == len(set(ids)), f"{log_type}: duplicates"

@@ -8,7 +8,6 @@ must hold the previous complete state or nothing new, and a rerun must land exac
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import signal
@@ -169,7 +168,7 @@ def landed(folder) -> list[dict[str, Any]] | None:
     if read_manifest(folder) is None:
         return None
     try:
-        return by_id(json.loads(line) for line in iter_landed_records(folder))
+        return by_id(iter_landed_records(folder))
     except LandingIntegrityError as err:
         pytest.fail(f"a folder with a manifest must be complete: {err}")
 
