@@ -56,6 +56,64 @@ def test_cli_serves_the_demo_and_stops_on_signal(signum):
     assert process.returncode == 0 and "Stopped after 1 requests" in out
 
 
+PROG = "python -m airflow_provider_opsera.testing"
+
+
+def _run_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "airflow_provider_opsera.testing", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_every_option_has_help_and_scenario_lists_the_choices():
+    from airflow_provider_opsera.testing.__main__ import _parser
+
+    assert all(action.help for action in _parser()._actions)
+    result = _run_cli("--help")
+    assert result.returncode == 0
+    text = " ".join(result.stdout.split())  # argparse wraps lines
+    for option, words in {
+        "--port PORT": "port to listen on",
+        "--host HOST": "address to listen on (default: 127.0.0.1, loopback only)",
+        "--token TOKEN": "the bearer token to accept",
+        "--day YYYY-MM-DD": "the demo's full day",
+        "--latency SECONDS": "seconds added to every response",
+        "--seed N": "seed of the generated data and the default token (default: 42)",
+    }.items():
+        assert f"{option} {words}" in text, option
+    assert "--scenario {demo,empty} the data to serve (default: demo): demo: a realistic day" in text
+    assert "; empty: no records at all" in text
+
+
+def test_a_busy_port_is_a_one_line_error_with_status_2():
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = _run_cli("--port", str(port), "--scenario", "empty")
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"{PROG}: error: port {port} on 127.0.0.1 is already in use: stop what is listening there, or pick "
+        "another port with --port (--port 0 picks any free port)\n"
+    )
+
+
+@pytest.mark.parametrize("day", ["2024-13-01", "yesterday", "10/05/2024", "2024-W19-5", ""])
+def test_a_bad_day_is_a_one_line_error_with_status_2(day):
+    result = _run_cli("--port", "0", "--day", day)
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"{PROG}: error: --day {day!r} is not a date: give the demo's day as YYYY-MM-DD, e.g. --day 2024-05-10\n"
+    )
+
+
 def test_demo_scenario(clock):
     sim = OpseraSimulator(clock=clock)
     sim.load_scenario("demo")
