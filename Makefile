@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 export AIRFLOW_HOME := $(CURDIR)/.airflow-home
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install test lint unit demo bench clean
+.PHONY: install test lint unit demo bench clean test-browser
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (set PYTHON=python3.x)")'
@@ -26,6 +26,20 @@ unit: install
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint unit
+
+# The browser test (tests/ui): Airflow's web UI in Debian's Chromium via Playwright. Never `playwright install`:
+# the test launches /usr/bin/chromium itself.
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+$(VENV)/.installed-browser: $(VENV)/.installed
+	$(UV) pip install --quiet --python $(PY) -e '.[dev,amazon,postgres,browser]'
+	@touch $@
+
+test-browser: $(VENV)/.installed-browser
+	@test -x $(CHROMIUM) || $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium || \
+		{ $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
+	$(VENV)/bin/pytest tests/ui -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: install
 	$(PY) -m airflow_provider_opsera.demo
