@@ -28,7 +28,7 @@ PASS = (
 
 
 def _timetables():
-    """The same timetables from the Task SDK (Airflow 3.2+) and from Airflow core (every Airflow 3)."""
+    """The same timetables from the Task SDK (newer Airflow 3 releases) and from Airflow core (every one)."""
     from airflow.timetables import interval as core_interval
     from airflow.timetables import trigger as core_trigger
 
@@ -36,7 +36,7 @@ def _timetables():
     try:
         from airflow.sdk.definitions.timetables import interval as sdk_interval
         from airflow.sdk.definitions.timetables import trigger as sdk_trigger
-    except ImportError:  # pragma: no cover - Airflow before 3.2
+    except ImportError:  # pragma: no cover - older Airflow 3 releases
         pass
     else:
         found.append((sdk_interval, sdk_trigger))
@@ -83,7 +83,7 @@ from airflow.sdk import DAG
 
 try:
     from airflow.sdk import CronDataIntervalTimetable
-except ImportError:  # Airflow 3.0 and 3.1
+except ImportError:  # older Airflow 3 releases
     from airflow.timetables.interval import CronDataIntervalTimetable
 
 from airflow_provider_opsera.operators.logs import OpseraAuditLogsOperator
