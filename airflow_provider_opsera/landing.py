@@ -31,6 +31,7 @@ import pendulum
 from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_opsera import __version__
+from airflow_provider_opsera.exceptions import LandingIntegrityError
 
 MANIFEST = "manifest.json"
 #: Records per part unless the caller says otherwise: a few MB to a few tens of MB compressed.
@@ -40,10 +41,6 @@ MANIFEST_FORMAT = 1
 _PART = re.compile(r"^part-(\d{5,})\.ndjson\.gz$")
 _TEMP = re.compile(r"^\.(part-\d{5,}\.ndjson\.gz|manifest\.json)\.[0-9a-f]{32}\.tmp$")
 _LOCAL_PROTOCOLS = frozenset({"file", "local"})
-
-
-class LandingIntegrityError(ValueError):
-    """A landed folder does not match its manifest (missing part, wrong count or sha256)."""
 
 
 def part_name(index: int) -> str:
