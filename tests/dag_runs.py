@@ -10,7 +10,7 @@ EXAMPLE_DAGS = pathlib.Path(__file__).resolve().parents[1] / "example_dags"
 
 def load_example_dag(dag_id: str) -> Any:
     """The DAG ``dag_id`` from ``example_dags/<dag_id>.py``, which must import without errors."""
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_compat import DagBag
 
     bag = DagBag(dag_folder=str(EXAMPLE_DAGS / f"{dag_id}.py"))
     assert not bag.import_errors, bag.import_errors

@@ -22,7 +22,10 @@ import json, sys, warnings
 warnings.simplefilter("always")
 results = {}
 with warnings.catch_warnings(record=True) as caught:
-    from airflow.dag_processing.dagbag import DagBag
+    try:
+        from airflow.dag_processing.dagbag import DagBag
+    except ImportError:  # Airflow 3.0 and 3.1
+        from airflow.models.dagbag import DagBag
     start = len(caught)
     for path in sys.argv[1:]:
         mark = len(caught)

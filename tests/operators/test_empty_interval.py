@@ -105,7 +105,7 @@ with DAG("opsera_cron_trigger_daily", schedule="@daily", start_date=START):
 def dags(airflow_db, tmp_path, monkeypatch):
     """The DAG file in a temporary DAGs folder: Airflow 3.3's ``dag.test()`` only runs DAGs from there."""
     from airflow import settings
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_compat import DagBag
 
     (tmp_path / "opsera_empty_intervals.py").write_text(DAGS)
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path))

@@ -240,8 +240,8 @@ with DAG("opsera_cron_trigger", schedule="@daily", start_date=pendulum.datetime(
 def test_a_dag_on_the_default_cron_timetable_fails_with_advice(sim, airflow_db, tmp_path, monkeypatch, capfd):
     """schedule="@daily" is a CronTriggerTimetable in Airflow 3: its runs have an empty data interval."""
     from airflow import settings
-    from airflow.dag_processing.dagbag import DagBag
     from airflow.utils.state import DagRunState
+    from airflow_compat import DagBag
 
     (tmp_path / "cron_trigger.py").write_text(CRON_TRIGGER_DAG)
     monkeypatch.setenv("AIRFLOW__CORE__DAGS_FOLDER", str(tmp_path))

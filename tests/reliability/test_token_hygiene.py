@@ -109,7 +109,7 @@ DAG_FILE = textwrap.dedent(
         def leak():
             import logging
 
-            from airflow.sdk import BaseHook
+            from airflow_provider_opsera.compat import BaseHook
 
             password = BaseHook.get_connection("opsera_default").password
             logging.getLogger("airflow.task").warning("control leak: %s", password)
@@ -136,7 +136,7 @@ def dags_folder(tmp_path_factory) -> Iterator[pathlib.Path]:
 
 @pytest.fixture(scope="module")
 def dagbag(dags_folder, airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_compat import DagBag
 
     bag = DagBag(dag_folder=str(dags_folder))
     assert not bag.import_errors, bag.import_errors

@@ -8,7 +8,7 @@ import datetime as dt
 import json
 
 import pytest
-from airflow.sdk.exceptions import (
+from airflow_compat import (
     AirflowException,
     AirflowFailException,
     AirflowSensorTimeout,

@@ -38,7 +38,7 @@ def dag_id(scenario: str, mode: str) -> str:
 
 @pytest.fixture(scope="module")
 def scenario_dags(dags_folder, airflow_db):
-    from airflow.dag_processing.dagbag import DagBag
+    from airflow_compat import DagBag
 
     specs = {dag_id(s, m): {**kwargs, **MODES[m]} for s, kwargs in SCENARIOS.items() for m in MODES}
     path = write_dags(dags_folder, specs)
