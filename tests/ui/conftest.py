@@ -78,6 +78,7 @@ class UiReport:
 
 _REPORT = UiReport()
 _STACKS: list[AirflowStack] = []
+_SERVICES: list[ManagedProcess] = []
 
 
 @pytest.fixture(scope="session")
@@ -106,6 +107,8 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Itera
         for stack in _STACKS:
             report.sections.append(("Airflow process logs (last lines)", stack.log_tails(80)))
             report.sections.append(("Airflow task logs (last lines)", stack.task_log_tails(30)))
+        for proc in _SERVICES:
+            report.sections.append((f"{proc.name} log (last lines)", proc.tail(30)))
     return report
 
 
@@ -155,6 +158,7 @@ def opsera_api(browser_prerequisites: None, tmp_path_factory: pytest.TempPathFac
     token = "ui-" + secrets.token_urlsafe(24)
     argv = [sys.executable, "-u", "-m", "airflow_provider_opsera.testing", "--port", "0", "--token", token]
     proc = ManagedProcess("opsera-simulator", argv, os.environ, logs / "simulator.log")
+    _SERVICES.append(proc)
     try:
         match = wait_for(
             lambda: re.search(r"serving on (http://\S+)", proc.log_text()),
@@ -166,6 +170,7 @@ def opsera_api(browser_prerequisites: None, tmp_path_factory: pytest.TempPathFac
         yield Simulator(url=match.group(1), token=token, process=proc)
     finally:
         proc.stop()
+        _SERVICES.remove(proc)
 
 
 @dataclass
@@ -228,7 +233,10 @@ def airflow_ui(
         )
         _STACKS.append(stack)
         try:
-            stack.start()
+            try:
+                stack.start()
+            except Exception as err:  # the fixture's own teardown runs before any report hook could add logs
+                raise RuntimeError(f"Airflow did not start: {err}\n{stack.log_tails(80)}") from err
             print(f"\nAirflow UI at {stack.url} (AIRFLOW_HOME {stack.home}, database {database})", flush=True)
             yield stack
         finally:

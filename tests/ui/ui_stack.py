@@ -103,7 +103,7 @@ class AirflowStack:
         self.env.update(extra_env or {})
 
     # -- lifecycle ----------------------------------------------------------------------------------------
-    def start(self, timeout: float = 180.0) -> None:
+    def start(self, timeout: float = 240.0) -> None:
         self.cli("db", "migrate", timeout=timeout)
         for name in COMPONENTS:
             argv = [AIRFLOW, name]
