@@ -1,4 +1,4 @@
-"""``python -m airflow_provider_opsera.testing.bench``: how fast the simulator serves 1000-record pages.
+"""``python benchmarks/simulator_pages.py``: how fast the simulator serves 1000-record pages.
 
 A fixed workload: a 223,773-record pipeline day (the seed example's count) and 1,000,000 audit records. It
 prints generation time, memory, and per-page times (building and encoding alone, and over HTTP).
