@@ -3,16 +3,18 @@ tests are in tests/sensors and tests/triggers).
 
 The model answers ``range`` (up to its now), ``date`` and ``type`` with a cap, in a chosen order, with
 ``count`` as the total or as the page size: the readings the API notes leave open. The property: whatever
-the search decides from must be exactly what the full record set says.
+the search decides from must be exactly what the full record set says, up to the moment the server read its
+clock for its newest complete answer (a record created later is in no answer yet; the next poll sees it).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import random
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
@@ -32,27 +34,43 @@ T0 = dt.datetime(2024, 5, 10, 12, 0, tzinfo=dt.timezone.utc).timestamp()
 UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
 
 
+def ms(epoch: float) -> int:
+    """Whole epoch milliseconds: the API's only precision (``createdAt``, and the server's clock)."""
+    return math.floor(epoch * 1000)
+
+
 def iso(epoch: float) -> str:
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:23] + "Z"
+    return (
+        dt.datetime.fromtimestamp(ms(epoch) // 1000, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S")
+        + f".{ms(epoch) % 1000:03d}Z"
+    )
 
 
 class Account:
-    """An in-memory pipeline-activity endpoint with a clock."""
+    """An in-memory pipeline-activity endpoint with a clock.
+
+    Like the API (and the simulator) it knows times only to the millisecond: a record's time is its
+    ``createdAt``, and a ``range`` window ends at the server's clock, read half-way through the request. A
+    record created after that reading is in no answer, however soon the client looks at it.
+    """
 
     def __init__(
         self, *, sort: str = "desc", count_mode: str = "total", latency: float = 0.05, seed: int = 0
     ):
-        self.records: list[tuple[float, dict]] = []
+        self.records: list[tuple[int, dict]] = []
         self.sort, self.count_mode, self.latency = sort, count_mode, latency
         self.now = T0
         self.rng = random.Random(seed)
         self.calls: list[dict[str, str]] = []
+        #: The server's clock (ms) at its newest complete answer that reached up to its now: no answer so far
+        #: can say anything about records created after it.
+        self.answered_ms: int | None = None
         self._n = 0
 
     def add(self, at: float, **fields) -> dict:
         self._n += 1
-        record = {"_id": f"{int(at * 1000):015d}{self._n:09d}", "createdAt": iso(at), **fields}
-        self.records.append((at, record))
+        record = {"_id": f"{ms(at):015d}{self._n:09d}", "createdAt": iso(at), **fields}
+        self.records.append((ms(at), record))
         return record
 
     def background(self, start: float, end: float, per_hour: int, types=("sdlc", "sfdc", "ai-ml", "sql")):
@@ -75,12 +93,13 @@ class Account:
     def fetch(self, params: dict[str, str]) -> tuple[int | None, list[dict]]:
         self.calls.append(dict(params))
         self.now += self.latency / 2  # the server reads its clock half-way through the request
+        now_ms = ms(self.now)
         if "range" in params:
             value = params["range"]
-            lo, hi = self.now - int(value[:-1]) * UNITS[value[-1]], self.now
+            lo, hi = now_ms - int(value[:-1]) * UNITS[value[-1]] * 1000, now_ms
         else:
-            day = dt.datetime.fromisoformat(params["date"]).replace(tzinfo=dt.timezone.utc).timestamp()
-            lo, hi = day, min(day + 86400, self.now)
+            day = ms(dt.datetime.fromisoformat(params["date"]).replace(tzinfo=dt.timezone.utc).timestamp())
+            lo, hi = day, min(day + 86400_000 - 1, now_ms)
         match = [
             (t, r)
             for t, r in self.records
@@ -94,11 +113,19 @@ class Account:
             self.rng.shuffle(match)
         limit = min(int(params.get("count", 1000)), 1000)
         page = [dict(r) for _, r in match[:limit]]
+        if len(match) < limit and hi == now_ms:
+            self.answered_ms = now_ms
         self.now += self.latency / 2
         return (len(match) if self.count_mode == "total" else len(page)), page
 
-    def truth(self, watch: Watch, since: float):
-        return decide(watch, StatusRules(), [r for t, r in self.records if since <= t <= self.now])
+    def truth(self, watch: Watch, since: float, until: float | None = None):
+        """The decision from every record created in ``[since, until]``; ``until`` defaults to the server's
+        clock at its newest complete answer reaching up to its now (what the API could have told by then)."""
+        hi = ms(until) if until is not None else self.answered_ms
+        assert hi is not None, "no complete answer yet"
+        return decide(
+            watch, StatusRules(), [r for t, r in self.records if math.ceil(since * 1000) <= t <= hi]
+        )
 
 
 def first_look(account: Account, watch: Watch, lookback: str, **kwargs) -> WatchSearch:
@@ -283,6 +310,27 @@ def test_state_round_trips_through_json():
     assert resumed.stats.requests == 1
 
 
+@pytest.mark.parametrize("before", [False, True])
+def test_a_record_created_while_the_answer_travels_is_seen_by_the_next_poll(before):
+    """The server reads its clock half-way through a request: a record created after that is in no answer.
+
+    The first look decides from what the server could answer (the record before, or nothing) and the next
+    poll, reaching back past the previous one, sees the new record.
+    """
+    account = Account(latency=0.05)
+    old = run_event(account, T0, "analyzing") if before else None
+    new = run_event(account, T0 + 0.03125, "success")  # after the server's clock (T0 + 0.025), before receipt
+    search = first_look(account, Watch(PID), "2h")
+    assert account.now > T0 + 0.03125 and account.answered_ms == ms(T0 + 0.025)
+    assert search.state.complete and not search.state.gaps
+    assert decide(search.watch, StatusRules(), search.state.records).record == old
+    assert account.truth(search.watch, search.state.horizon).record == old
+    assert account.truth(search.watch, search.state.horizon, until=account.now).record == new
+    poll(account, search, 1.0)
+    assert decide(search.watch, StatusRules(), search.state.records).record == new
+    assert account.truth(search.watch, search.state.horizon).record == new
+
+
 # -- the property -------------------------------------------------------------------------------------------
 events = st.lists(
     st.tuples(
@@ -300,6 +348,23 @@ def run_at(offset: float) -> int:
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# Records created after the server read its clock, before the answer arrived (in no answer until the next poll).
+@example(
+    events=[(0.0, "analyzing", "anchore"), (0.03125, "analyzing", "anchore")],
+    per_hour=0,
+    sort="desc",
+    count_mode="total",
+    watch=Watch(PID),
+    pauses=[1.0],
+)
+@example(
+    events=[(0.03125, "analyzing", "anchore")],
+    per_hour=0,
+    sort="desc",
+    count_mode="total",
+    watch=Watch(PID),
+    pauses=[1.0],
+)
 @given(
     events=events,
     per_hour=st.sampled_from([0, 50, 3000, 10_000]),
