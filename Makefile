@@ -42,7 +42,7 @@ test-browser: $(VENV)/.installed-browser
 	$(VENV)/bin/pytest tests/ui -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
 demo: install
-	$(PY) -m airflow_provider_opsera.demo
+	$(PY) tools/demo.py
 
 $(VENV)/.installed-bench: $(VENV)/.installed
 	$(UV) pip install --quiet --python $(PY) -e '.[dev,amazon,postgres,bench]' || \

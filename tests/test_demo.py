@@ -10,6 +10,7 @@ import sys
 import pytest
 
 LOG_TYPES = ("user_activity", "audit", "token_activity", "pipeline_activity")
+DEMO = pathlib.Path(__file__).resolve().parents[1] / "tools" / "demo.py"
 
 
 def processes_mentioning(text: str) -> list[int]:
@@ -32,8 +33,7 @@ def test_demo_lands_the_day_and_leaves_nothing_running(tmp_path):
     done = subprocess.run(
         [
             sys.executable,
-            "-m",
-            "airflow_provider_opsera.demo",
+            str(DEMO),
             "--day",
             "2024-05-09",
             "--output",

@@ -7,7 +7,8 @@
 3. checks every landed folder against the simulator's ground truth and prints a summary.
 
 Airflow's own output goes to ``demo-output/airflow.log``. Nothing is left running afterwards: the simulator
-lives in this process and stops with it.
+lives in this process and stops with it. ``make demo`` runs ``python tools/demo.py``; it needs the repository's
+``example_dags/``, so it is tooling, not part of the installed package.
 """
 
 from __future__ import annotations
@@ -58,9 +59,7 @@ def _run(step: str, command: list[str], env: dict[str, str], log: pathlib.Path) 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m airflow_provider_opsera.demo", description=__doc__.split("\n")[0]
-    )
+    parser = argparse.ArgumentParser(prog="python tools/demo.py", description=__doc__.split("\n")[0])
     parser.add_argument("--day", help="the day to extract, YYYY-MM-DD (default: yesterday, UTC)")
     parser.add_argument("--output", default="demo-output", help="output folder (default: ./demo-output)")
     args = parser.parse_args(argv)
