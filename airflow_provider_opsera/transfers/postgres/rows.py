@@ -13,7 +13,6 @@ which case its column is NULL.
 from __future__ import annotations
 
 import datetime as dt
-import re
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Annotated, Any, Literal
@@ -23,7 +22,7 @@ import msgspec
 from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraRecordError
 from airflow_provider_opsera.responses import Record
-from airflow_provider_opsera.timeutils import API_TIME_ON_A_REAL_DAY, to_utc
+from airflow_provider_opsera.timeutils import API_TIME, to_utc
 from airflow_provider_opsera.transfers.postgres.table import TableLayout, layout_for
 
 OnTypeMismatch = Literal["fail", "raw_only"]
@@ -79,7 +78,7 @@ def _timestamp(value: Any) -> Any:
     """An ISO 8601 time as text in UTC (the API's own text if it is in the API's format), for timestamptz."""
     if value is None:
         return None
-    if isinstance(value, str) and _API_TIME.fullmatch(value):
+    if isinstance(value, str) and API_TIME.fullmatch(value):
         return value
     if isinstance(value, dt.datetime):
         moment = value
@@ -119,7 +118,6 @@ def _json(value: Any) -> Any:
 
 
 _CHECKS = {TEXT: _text, INTEGER: _integer, TIMESTAMP: _timestamp, JSON: _json}
-_API_TIME = re.compile(API_TIME_ON_A_REAL_DAY)
 
 
 # -- decoders -------------------------------------------------------------------------------------------
@@ -129,7 +127,7 @@ def _strict_type(kind: str) -> Any:
         return Annotated[int, msgspec.Meta(ge=INT_MIN, le=INT_MAX)] | None
     if kind == TIMESTAMP:
         # The API's own format passes as it is; any other time takes the checked path (and is parsed there).
-        return Annotated[str, msgspec.Meta(pattern=rf"^{API_TIME_ON_A_REAL_DAY}\Z")] | None
+        return Annotated[str, msgspec.Meta(pattern=rf"^(?:{API_TIME.pattern})\Z")] | None
     if kind == JSON:
         return msgspec.Raw  # checked and decoded to text after; a Raw field never fails decoding
     return str | None
