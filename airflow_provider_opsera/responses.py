@@ -1,4 +1,9 @@
-"""Decoding one response body into checked records. Shared by the hook and the trigger."""
+"""Decoding one response body into checked records. Shared by the hook and the trigger.
+
+A page of raw records takes :func:`well_formed_records` (the fast path: one msgspec pass and one regex for
+the whole page) when every record is what the API writes; anything else, and every page of dicts, takes
+:func:`checked_records`, its property-tested twin, which names the record at fault.
+"""
 
 from __future__ import annotations
 
@@ -41,13 +46,6 @@ class _Envelope(msgspec.Struct):
     count: Any = None
 
 
-class _Meta(msgspec.Struct):
-    id: Any = msgspec.field(name="_id", default=None)
-    createdAt: Any = None
-    type: Any = None
-    scope: Any = None
-
-
 class _WellFormed(msgspec.Struct, gc=False):
     """What the API writes: a string ``_id``, a string ``createdAt`` (checked by :func:`api_time_keys`)."""
 
@@ -62,7 +60,6 @@ class _WellFormedEnvelope(msgspec.Struct):
     data: list[_WellFormed]
 
 
-_meta_decoder = msgspec.json.Decoder(_Meta)
 _well_formed_decoder = msgspec.json.Decoder(_WellFormedEnvelope)
 _raw_decoder = msgspec.json.Decoder(_RawEnvelope)
 _dict_decoder = msgspec.json.Decoder(_Envelope)
@@ -119,13 +116,15 @@ def decode_page(body: bytes, endpoint: Endpoint, url: str, *, raw: bool = False)
         raise MalformedResponseError(
             f"{endpoint.log_type.value}: the response is not valid JSON ({err}).", url=url, body=excerpt(body)
         ) from None
-    data = envelope.data
-    records = _well_formed(body, endpoint, data, raw) or _checked(endpoint, url, data, raw)
+    records = well_formed_records(body, endpoint, envelope.data) if raw else None
+    if records is None:
+        records = checked_records(endpoint, url, envelope.data, raw)
     return Page(count=_count(envelope.count), records=records)
 
 
-def _well_formed(body: bytes, endpoint: Endpoint, data: list[Any], raw: bool) -> list[Record] | None:
-    """The common case in one pass: every record well formed (checked by msgspec); None if any is not."""
+def well_formed_records(body: bytes, endpoint: Endpoint, data: list[msgspec.Raw]) -> list[Record] | None:
+    """The fast path, for raw records: every record well formed, checked in one msgspec pass over ``body``
+    and one regex over its times; None if any is not (then :func:`checked_records` reads the page)."""
     try:
         metas = _well_formed_decoder.decode(body).data
     except msgspec.ValidationError:
@@ -136,44 +135,29 @@ def _well_formed(body: bytes, endpoint: Endpoint, data: list[Any], raw: bool) ->
         return None  # the careful path names the record at fault, or reads times in other forms
     field = endpoint.split_field
     splits = [getattr(m, field) for m in metas] if field else [None] * len(data)
-    if not raw:
-        payloads: list[Any] = data
-    elif b"\n" in body or b"\r" in body:  # formatting whitespace only: JSON strings escape newlines
-        payloads = [_one_line(bytes(item)) for item in data]
-    else:
-        payloads = list(map(bytes, data))
+    payloads = [_one_line(bytes(item)) for item in data]
     return list(map(Record, ids, keys, splits, payloads))
 
 
 def _one_line(data: bytes) -> bytes:
+    # Formatting whitespace only: JSON strings escape their newlines.
     return data.replace(b"\n", b"").replace(b"\r", b"") if b"\n" in data or b"\r" in data else data
 
 
-def _checked(endpoint: Endpoint, url: str, data: list[Any], raw: bool) -> list[Record]:
-    """Record by record, naming the first one that is not a JSON object with an ``_id`` and a ``createdAt``."""
+def checked_records(endpoint: Endpoint, url: str, data: list[Any], raw: bool) -> list[Record]:
+    """The careful path: record by record (``data`` holds dicts, or JSON bytes with ``raw``), naming the first
+    one that is not a JSON object with an ``_id`` and a ``createdAt``."""
     records: list[Record] = []
     field = endpoint.split_field
-    if raw:
-        for i, item in enumerate(data):
-            try:
-                meta = _meta_decoder.decode(item)
-            except msgspec.ValidationError:
-                raise MalformedResponseError(
-                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
-                    url=url,
-                    body=excerpt(bytes(item)),
-                ) from None
-            rid, key = _check(endpoint, url, i, meta.id, meta.createdAt)
-            split = _split(endpoint, getattr(meta, field)) if field else None
-            records.append(Record(rid, key, split, _one_line(bytes(item))))
-    else:
-        for i, item in enumerate(data):
-            if not isinstance(item, dict):
-                raise MalformedResponseError(
-                    f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
-                    url=url,
-                    body=excerpt(repr(item)),
-                )
-            rid, key = _check(endpoint, url, i, item.get("_id"), item.get("createdAt"))
-            records.append(Record(rid, key, _split(endpoint, item.get(field)) if field else None, item))
+    for i, item in enumerate(data):
+        record = msgspec.json.decode(item) if raw else item
+        if not isinstance(record, dict):
+            raise MalformedResponseError(
+                f"{endpoint.log_type.value}: record #{i} of the response is not a JSON object.",
+                url=url,
+                body=excerpt(bytes(item) if raw else repr(item)),
+            )
+        rid, key = _check(endpoint, url, i, record.get("_id"), record.get("createdAt"))
+        split = _split(endpoint, record.get(field)) if field else None
+        records.append(Record(rid, key, split, _one_line(bytes(item)) if raw else item))
     return records

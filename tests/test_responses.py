@@ -1,7 +1,8 @@
 """Decoding a page: the one-pass path for well-formed pages must agree with the record-by-record path.
 
-``decode_page`` first tries to check a whole page at once (one msgspec pass for ids, times and split values,
-one regex over all the times); anything unusual goes to the careful path, which names the record at fault.
+``decode_page`` first tries to check a whole page of raw records at once (:func:`well_formed_records`: one
+msgspec pass for ids, times and split values, one regex over all the times); anything unusual, and every page
+of dicts, goes to the careful path (:func:`checked_records`), which names the record at fault.
 These tests pin the two to the same answers, so the speed-up can never change what is extracted.
 """
 
@@ -18,11 +19,11 @@ from hypothesis import strategies as st
 from airflow_provider_opsera.catalogue import ENDPOINTS, OpseraLogType
 from airflow_provider_opsera.responses import (
     MalformedResponseError,
-    _checked,
     _dict_decoder,
     _raw_decoder,
-    _well_formed,
+    checked_records,
     decode_page,
+    well_formed_records,
 )
 from airflow_provider_opsera.timeutils import api_time_keys, created_key, parsed_key
 
@@ -117,21 +118,23 @@ WELL_FORMED = st.fixed_dictionaries(
 def test_the_one_pass_path_agrees_with_the_careful_path(records, endpoint, indent, raw):
     body = json.dumps({"count": len(records), "data": records}, indent=indent).encode()
     decoder = msgspec.json.Decoder(dict)
+    # The fast path reads raw records only; the careful one reads a page of raw records or of dicts.
+    fast = well_formed_records(body, endpoint, _raw_decoder.decode(body).data)
     data = (_raw_decoder if raw else _dict_decoder).decode(body).data
-    fast = _well_formed(body, endpoint, data, raw)
     try:
-        careful = _checked(endpoint, "http://x/api", data, raw)
+        careful = checked_records(endpoint, "http://x/api", data, raw)
     except MalformedResponseError:
         assert fast is None, "the one-pass path accepted a page the careful path refuses"
         return
     if fast is None:
         return  # unusual but valid (an int id, another time format): the careful path reads it
     assert [r[:3] for r in fast] == [r[:3] for r in careful]
+    assert all(b"\n" not in r.payload for r in fast)
     if raw:
         assert [decoder.decode(r.payload) for r in fast] == [decoder.decode(r.payload) for r in careful]
-        assert all(b"\n" not in r.payload for r in fast)
+        assert [r.payload for r in fast] == [r.payload for r in careful]  # byte for byte
     else:
-        assert [r.payload for r in fast] == [r.payload for r in careful]
+        assert [decoder.decode(r.payload) for r in fast] == [r.payload for r in careful]
 
 
 @pytest.mark.parametrize("raw", [False, True])
