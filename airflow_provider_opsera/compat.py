@@ -8,6 +8,8 @@ file knows the fallbacks and the rest of the code reads as if on the newest Airf
 
 from __future__ import annotations
 
+from typing import Any
+
 try:
     from airflow.sdk import BaseHook
 except ImportError:  # Airflow 3.0
@@ -30,6 +32,45 @@ except ImportError:  # Airflow 3.0 and 3.1
         AirflowTaskTimeout,
     )
 
+try:
+    from airflow.sdk.configuration import conf
+except ImportError:  # Airflow 3.0 and 3.1
+    from airflow.configuration import conf  # type: ignore[no-redef]
+
+
+def copy_expert(cursor: Any, statement: str, file: Any) -> None:
+    """psycopg2's ``cursor.copy_expert(statement, file)``, raising what ``file.read()`` raised as itself.
+
+    PostgresHook hands out psycopg2 connections where SQLAlchemy is 1.x (Airflow 3.0 requires it): psycopg2
+    turns any exception from the file's ``read()`` (a failed API call, a bad record, even ``SystemExit``)
+    into ``QueryCanceled: COPY from stdin failed: error in .read() call``. The load's callers expect the
+    error itself, as psycopg 3 raises it.
+    """
+    raised: list[BaseException] = []
+
+    class _Reader:
+        def read(self, size: int = -1) -> Any:
+            try:
+                return file.read(size)
+            except BaseException as err:
+                raised.append(err)
+                raise
+
+        def readline(self, size: int = -1) -> Any:
+            try:
+                return file.readline(size)
+            except BaseException as err:
+                raised.append(err)
+                raise
+
+    try:
+        cursor.copy_expert(statement, _Reader())
+    except Exception:
+        if raised:
+            raise raised[0] from None
+        raise
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -37,4 +78,6 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "BaseHook",
+    "conf",
+    "copy_expert",
 ]

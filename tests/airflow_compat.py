@@ -8,6 +8,8 @@ imports Airflow.
 
 from __future__ import annotations
 
+from typing import Any
+
 import airflow
 from packaging.version import Version
 
@@ -31,6 +33,26 @@ try:
 except ImportError:  # Airflow 3.0 and 3.1
     from airflow.exceptions import TaskDeferred  # type: ignore[no-redef,attr-defined]
 
+try:
+    from airflow.sdk.serde import deserialize, serialize
+except ImportError:  # Airflow 3.0 and 3.1
+    from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
+
+
+def postgres_driver() -> Any:
+    """The DB-API module PostgresHook connects with: psycopg 3, or psycopg2 where SQLAlchemy is 1.x (Airflow
+    3.0 requires SQLAlchemy 1.4). The database's own errors are that module's ``Error`` subclasses."""
+    from airflow.providers.postgres.hooks import postgres
+
+    if getattr(postgres, "USE_PSYCOPG3", False):
+        import psycopg
+
+        return psycopg
+    import psycopg2
+
+    return psycopg2
+
+
 __all__ = [
     "AIRFLOW_VERSION",
     "AirflowException",
@@ -39,4 +61,7 @@ __all__ = [
     "AirflowSkipException",
     "DagBag",
     "TaskDeferred",
+    "deserialize",
+    "postgres_driver",
+    "serialize",
 ]

@@ -41,7 +41,7 @@ DEFERRAL_GRACE = timedelta(minutes=5)
 
 
 def _default_deferrable() -> bool:
-    from airflow.sdk.configuration import conf
+    from airflow_provider_opsera.compat import conf
 
     return conf.getboolean("operators", "default_deferrable", fallback=False)
 

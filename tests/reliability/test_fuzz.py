@@ -502,6 +502,7 @@ def test_operator_arguments(
 def test_postgres_table_and_schema_names(fuzz_sim, monkeypatch, postgres_dsn, table, schema):
     """Any name is quoted; what PostgreSQL cannot take is a clear error, and nothing is loaded."""
     import psycopg
+    from airflow_compat import postgres_driver
     from psycopg import sql
 
     from airflow_provider_opsera.transfers.postgres import OpseraLogsToPostgresOperator
@@ -516,9 +517,9 @@ def test_postgres_table_and_schema_names(fuzz_sim, monkeypatch, postgres_dsn, ta
     try:
         try:
             result = run_operator(op)
-        except (*ALLOWED, psycopg.Error) as err:
-            # The database's own refusals (no privilege on pg_catalog) come as psycopg errors, with messages.
-            assert isinstance(err, psycopg.Error) or not isinstance(err, ACCIDENTS), repr(err)
+        except (*ALLOWED, postgres_driver().Error) as err:
+            # The database's own refusals (no privilege on pg_catalog) come as the driver's errors, with messages.
+            assert isinstance(err, postgres_driver().Error) or not isinstance(err, ACCIDENTS), repr(err)
             assert str(err).strip()
             return
         with psycopg.connect(postgres_dsn, autocommit=True) as pg:

@@ -239,6 +239,8 @@ def test_a_bad_record_mid_stream_fails_by_name_and_leaves_the_table_unchanged(si
 def test_losing_the_database_connection_mid_stream_leaves_the_table_unchanged(
     sim, pg, pg_schema, preloaded, monkeypatch, postgres_dsn
 ):
+    from airflow_compat import postgres_driver
+
     end, before = preloaded
     app = f"opsera-test-{uuid.uuid4().hex[:8]}"
     monkeypatch.setenv("AIRFLOW_CONN_POSTGRES_KILLABLE", conn_json(postgres_dsn, application_name=app))
@@ -257,7 +259,7 @@ def test_losing_the_database_connection_mid_stream_leaves_the_table_unchanged(
 
     watcher = when(copying, kill)
     try:
-        with pytest.raises(psycopg.OperationalError):
+        with pytest.raises(postgres_driver().OperationalError):
             run(operator(pg_schema, START, end, postgres_conn_id="postgres_killable"))
         watcher.join()
     finally:

@@ -44,7 +44,7 @@ def anchore(sim, *events, run: int = 174, start=None) -> None:
 
 # -- serialization ----------------------------------------------------------------------------------------
 def test_serialize_round_trips_through_json_and_airflow_serde():
-    from airflow.sdk.serde import deserialize, serialize
+    from airflow_compat import deserialize, serialize
 
     state = WatchState(
         horizon=1.0, covered_from=2.0, frontier=3.5, records=[{"_id": "a", "status": "analyzing"}]

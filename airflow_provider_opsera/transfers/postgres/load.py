@@ -24,6 +24,7 @@ from typing import Any
 from psycopg import sql
 
 from airflow_provider_opsera.catalogue import INTEGER
+from airflow_provider_opsera.compat import copy_expert
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.transfers.postgres import sql as q
@@ -112,7 +113,7 @@ def _stream(
 
     if db.psycopg2:
         lines = (copy_line(row) for batch in counted() for row in mapper.batch_rows(batch, derived=derived))
-        db.cursor.copy_expert(statement.as_string(None), _CopyReader(lines))
+        copy_expert(db.cursor, statement.as_string(None), _CopyReader(lines))
         return count
     from psycopg.copy import QueuedLibpqWriter
 
