@@ -73,8 +73,9 @@ _DATE_TIME = re.compile(r"\d{4}-\d{2}-\d{2}[T ]\d{2}:\d{2}")
 
 
 def api_time_keys(created: list[str]) -> list[str] | None:
-    """The fast path: the sort keys of many ``createdAt`` strings, if all are :data:`API_TIME`; None if any
-    is not. Its property-tested twin is :func:`parsed_key`, one by one."""
+    """The fast path: the sort keys of many ``createdAt`` strings, if all are :data:`API_TIME` (the key is
+    then the text itself, in microseconds); None if any is not. Its property-tested twin is :func:`parsed_key`,
+    one by one."""
     if not all(map(API_TIME.fullmatch, created)):
         return None
     return [c[:23] + "000Z" for c in created]
@@ -91,11 +92,11 @@ def parsed_key(created: str) -> str | None:
 
 
 def created_key(created: Any) -> str | None:
-    """The :func:`sort_key` of a record's ``createdAt``, or ``None`` if it is not an ISO 8601 date-time."""
+    """The :func:`sort_key` of a record's ``createdAt``, or ``None`` if it is not an ISO 8601 date-time: its
+    text if it is :data:`API_TIME` (as :func:`api_time_keys` reads it), else read by :func:`parsed_key`."""
     if not isinstance(created, str):
         return None
-    keys = api_time_keys([created])
-    return keys[0] if keys else parsed_key(created)
+    return created[:23] + "000Z" if API_TIME.fullmatch(created) else parsed_key(created)
 
 
 def floor_minute(moment: DateTime) -> DateTime:
