@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Sequence
 from typing import Annotated, Any, Literal
 
 import msgspec
@@ -165,18 +165,15 @@ class RowMapper:
         self.layout: TableLayout = layout_for(log_type)
         self.on_type_mismatch = on_type_mismatch
         kinds = [(c.field or "", c.kind) for c in self.layout.fields]
-        self._fields = [f for f, _ in kinds]
         self._checks = [_CHECKS[k] for _, k in kinds]
-        self._kinds = [k for _, k in kinds]
-        strict = _struct("StrictRecord", kinds, strict=True)
-        self._strict = msgspec.json.Decoder(strict)
-        self._strict_many = msgspec.json.Decoder(list[strict])  # type: ignore[valid-type]
+        # The fast path decodes a whole response at once, failing unless every value is well typed; the careful
+        # path decodes one record with any values, then checks each by its kind.
+        well_typed = _struct("WellTypedRecord", kinds, strict=True)
+        self._well_typed = msgspec.json.Decoder(list[well_typed])  # type: ignore[valid-type]
         self._loose = msgspec.json.Decoder(_struct("LooseRecord", kinds, strict=False))
-        # After a strict decode only jsonb values still need a check (objects and arrays only).
-        self._fixups = [(i, _CHECKS[k]) for i, (_, k) in enumerate(kinds) if k == JSON]
         # jsonb fields are checked but not staged: the upsert takes them from raw.
-        self._staged = [i for i, (_, k) in enumerate(kinds) if k != JSON]
         self._json_at = [i for i, (_, k) in enumerate(kinds) if k == JSON]
+        self._staged = [i for i, (_, k) in enumerate(kinds) if k != JSON]
         #: ``raw_only`` mode: how many values of each field were kept only in ``raw``.
         self.mismatches: Counter[str] = Counter()
         #: ``raw_only`` mode: the first few ``(_id, field, value description)`` kept only in ``raw``.
@@ -186,9 +183,41 @@ class RowMapper:
     def log_type(self) -> OpseraLogType:
         return self.layout.log_type
 
+    def batch_rows(self, batch: Sequence[Record], *, derived: bool = False) -> list[tuple[Any, ...]]:
+        """:meth:`row` of every record of one response: in one pass (:meth:`well_typed_rows`) when all are
+        well typed, else record by record, which names the first record at fault."""
+        rows = self.well_typed_rows(batch, derived=derived)
+        return rows if rows is not None else [self.row(r, derived=derived) for r in batch]
+
+    def well_typed_rows(
+        self, batch: Sequence[Record], *, derived: bool = False
+    ) -> list[tuple[Any, ...]] | None:
+        """The fast path: the rows of a whole response, decoded in one pass, if every record is JSON bytes
+        without ``\\u0000`` and every known value is well typed (jsonb values are still checked one by one);
+        None if not. Its property-tested twin is :meth:`row`."""
+        payloads = [r.payload for r in batch]
+        if not all(type(p) is bytes for p in payloads):
+            return None
+        joined = b"[" + b",".join(payloads) + b"]"
+        if b"\\u0000" in joined:
+            return None
+        try:
+            decoded = self._well_typed.decode(joined)
+        except msgspec.ValidationError:
+            return None
+        rows = []
+        for record, struct in zip(batch, decoded, strict=True):
+            values = list(msgspec.structs.astuple(struct))
+            for i in self._json_at:  # a Raw value passes any decode: an object or array only
+                value = _json(values[i])
+                values[i] = value if value is not _MISMATCH else self._mismatch(record.id, i, values[i])
+            rows.append(self._row(record, values, record.payload, derived))
+        return rows
+
     def row(self, record: Record, *, derived: bool = False) -> tuple[Any, ...]:
-        """The staged row of one record (``payload`` as the API's JSON bytes, or a dict): ``_id``,
-        ``created_at``, the fields other than jsonb ones, and ``raw``, the record's JSON text.
+        """The careful path: the staged row of one record (``payload`` as the API's JSON bytes, or a dict),
+        every value checked by its kind: ``_id``, ``created_at``, the fields other than jsonb ones, and
+        ``raw``, the record's JSON text.
 
         With ``derived``, the jsonb fields too (as JSON text, or None): the row of every
         :attr:`TableLayout.columns`, for a COPY straight into the table.
@@ -199,27 +228,11 @@ class RowMapper:
         data = bytes(data)
         if b"\\u0000" in data:
             self._refuse_nul(record.id, data)
-        try:
-            values = list(msgspec.structs.astuple(self._strict.decode(data)))
-        except msgspec.ValidationError:
-            return self._finish(record, self._checked(record.id, data), derived, checked=True, data=data)
-        return self._finish(record, values, derived, data=data)
+        return self._row(record, self._checked(record.id, data), data, derived)
 
-    def _finish(
-        self,
-        record: Record,
-        values: list[Any],
-        derived: bool,
-        *,
-        checked: bool = False,
-        data: bytes | None = None,
-    ) -> tuple[Any, ...]:
-        """The row from a record's field values (jsonb values checked here unless ``checked`` already)."""
-        if not checked:
-            for i, check in self._fixups:
-                value = check(values[i])
-                values[i] = value if value is not _MISMATCH else self._mismatch(record.id, i, values[i])
-        text = (data if data is not None else record.payload).decode()
+    def _row(self, record: Record, values: list[Any], data: bytes, derived: bool) -> tuple[Any, ...]:
+        """The row from a record's checked field values and its JSON bytes."""
+        text = data.decode()
         if not derived:
             return (record.id, record.key, *[values[i] for i in self._staged], text)
         for i in self._json_at:
@@ -227,38 +240,8 @@ class RowMapper:
                 values[i] = bytes(values[i]).decode()
         return (record.id, record.key, *values, text)
 
-    def rows(self, records: Iterable[Record]) -> Iterator[tuple[Any, ...]]:
-        for record in records:
-            yield self.row(record)
-
-    def batch_rows(self, batch: Sequence[Record], *, derived: bool = False) -> list[tuple[Any, ...]]:
-        """:meth:`row` of every record of one response, decoded in one pass when all are well typed (else
-        record by record, which names the first record at fault)."""
-        payloads = [r.payload for r in batch]
-        if not all(type(p) is bytes for p in payloads):
-            return [self.row(r, derived=derived) for r in batch]
-        joined = b"[" + b",".join(payloads) + b"]"
-        if b"\\u0000" in joined:
-            return [self.row(r, derived=derived) for r in batch]
-        try:
-            decoded = self._strict_many.decode(joined)
-        except msgspec.ValidationError:
-            return [self.row(r, derived=derived) for r in batch]
-        astuple = msgspec.structs.astuple
-        if self._fixups:  # jsonb values: checked (and dropped, or made text) one by one
-            return [self._finish(r, list(astuple(s)), derived) for r, s in zip(batch, decoded, strict=True)]
-        if derived:
-            return [
-                (r.id, r.key, *astuple(s), r.payload.decode()) for r, s in zip(batch, decoded, strict=True)
-            ]
-        staged = self._staged
-        return [
-            (r.id, r.key, *[v[i] for i in staged], r.payload.decode())
-            for r, v in zip(batch, map(astuple, decoded), strict=True)
-        ]
-
     def _checked(self, record_id: str, data: bytes) -> list[Any]:
-        """The slow path: some field failed the strict decode; find which, and fail or keep it in raw."""
+        """Every field value of one record, checked by its kind: a mismatch fails, or is kept only in raw."""
         try:
             decoded = msgspec.structs.astuple(self._loose.decode(data))
         except msgspec.ValidationError as err:  # not an object at all: the hook checks that, so rare
@@ -272,7 +255,8 @@ class RowMapper:
         return values
 
     def _mismatch(self, record_id: str, index: int, value: Any) -> Any:
-        field, kind = self._fields[index], self._kinds[index]
+        column = self.layout.fields[index]
+        field, kind = column.field or "", column.kind
         got = describe(value)
         if kind == INTEGER and isinstance(value, int) and not isinstance(value, bool):
             got += ", outside the integer column's range"
