@@ -55,18 +55,36 @@ TIME_AND_PAGING_KEYS: frozenset[str] = frozenset(
     }
 )
 
-# Field kinds, used for the Postgres columns and for checking a record's known fields.
-TEXT, INTEGER, TIMESTAMP, JSON = "text", "integer", "timestamptz", "jsonb"
 
-_USER_FIELDS: dict[str, str] = {
-    "user_id": TEXT,
-    "user_email": TEXT,
-    "type": TEXT,
-    "action": TEXT,
-    "target_id": TEXT,
-    "account": TEXT,
-    "updatedAt": TIMESTAMP,
-    "__v": INTEGER,
+class FieldKind(str, enum.Enum):
+    """The kind of a documented record field: how a record's value is checked, and its Postgres column.
+
+    The value is the column's SQL type (also the type OpenLineage schema facets name).
+    """
+
+    TEXT = "text"
+    INTEGER = "integer"
+    TIMESTAMP = "timestamptz"
+    JSON = "jsonb"
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def sql_type(self) -> str:
+        """The PostgreSQL type of a column of this kind."""
+        return str(self.value)
+
+
+_USER_FIELDS: dict[str, FieldKind] = {
+    "user_id": FieldKind.TEXT,
+    "user_email": FieldKind.TEXT,
+    "type": FieldKind.TEXT,
+    "action": FieldKind.TEXT,
+    "target_id": FieldKind.TEXT,
+    "account": FieldKind.TEXT,
+    "updatedAt": FieldKind.TIMESTAMP,
+    "__v": FieldKind.INTEGER,
 }
 
 #: The ``type`` values the public docs list for user activity and audit records.
@@ -110,7 +128,7 @@ class Endpoint:
     #: Values of ``split_field`` the public docs list; values seen in responses are added at run time.
     split_values: tuple[str, ...] = ()
     #: The record fields the docs list (besides ``_id`` and ``createdAt``), with their kinds.
-    fields: Mapping[str, str] = field(default_factory=dict)
+    fields: Mapping[str, FieldKind] = field(default_factory=dict)
     #: Who may call it, for error messages.
     roles: str = "Site Admins and Power Users"
     scopes: str = '"API Access" or "Security Logs (Read Only)"'
@@ -168,13 +186,13 @@ ENDPOINTS: dict[OpseraLogType, Endpoint] = {
             split_field="scope",
             split_values=("api",),
             fields={
-                "token_id": TEXT,
-                "scope": TEXT,
-                "target": TEXT,
-                "user_id": TEXT,
-                "account": TEXT,
-                "updatedAt": TIMESTAMP,
-                "__v": INTEGER,
+                "token_id": FieldKind.TEXT,
+                "scope": FieldKind.TEXT,
+                "target": FieldKind.TEXT,
+                "user_id": FieldKind.TEXT,
+                "account": FieldKind.TEXT,
+                "updatedAt": FieldKind.TIMESTAMP,
+                "__v": FieldKind.INTEGER,
             },
         ),
         Endpoint(
@@ -186,21 +204,21 @@ ENDPOINTS: dict[OpseraLogType, Endpoint] = {
             takes_range=True,
             split_field="type",
             fields={
-                "user_id": TEXT,
-                "pipeline_id": TEXT,
-                "tool_identifier": TEXT,
-                "step_id": TEXT,
-                "step_index": INTEGER,
-                "step_name": TEXT,
-                "step_configuration": JSON,
-                "action": TEXT,
-                "api_response": JSON,
-                "message": TEXT,
-                "status": TEXT,
-                "run_count": INTEGER,
-                "type": TEXT,
-                "updatedAt": TIMESTAMP,
-                "__v": INTEGER,
+                "user_id": FieldKind.TEXT,
+                "pipeline_id": FieldKind.TEXT,
+                "tool_identifier": FieldKind.TEXT,
+                "step_id": FieldKind.TEXT,
+                "step_index": FieldKind.INTEGER,
+                "step_name": FieldKind.TEXT,
+                "step_configuration": FieldKind.JSON,
+                "action": FieldKind.TEXT,
+                "api_response": FieldKind.JSON,
+                "message": FieldKind.TEXT,
+                "status": FieldKind.TEXT,
+                "run_count": FieldKind.INTEGER,
+                "type": FieldKind.TEXT,
+                "updatedAt": FieldKind.TIMESTAMP,
+                "__v": FieldKind.INTEGER,
             },
         ),
     )

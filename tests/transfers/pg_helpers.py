@@ -13,7 +13,7 @@ from connections import postgres_conn_json as conn_json  # noqa: F401  (re-expor
 from psycopg import sql
 from psycopg.types.json import set_json_loads
 
-from airflow_provider_opsera.catalogue import JSON, TIMESTAMP, OpseraLogType
+from airflow_provider_opsera.catalogue import FieldKind, OpseraLogType
 from airflow_provider_opsera.transfers.postgres.table import layout_for
 
 FAST = {"retry_min_wait": 0.01, "retry_max_wait": 0.05}
@@ -70,7 +70,7 @@ def assert_table_is(
         assert row["created_at"] == instant(record["createdAt"])
         for column in layout.fields:
             value = record.get(column.field or "")
-            expected = instant(value) if column.kind == TIMESTAMP and value is not None else value
+            expected = instant(value) if column.kind is FieldKind.TIMESTAMP and value is not None else value
             assert row[column.name] == expected, (record["_id"], column.name)
-            if column.kind == JSON and value is not None:
+            if column.kind is FieldKind.JSON and value is not None:
                 assert isinstance(row[column.name], dict)

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_opsera.catalogue import ENDPOINTS, INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
+from airflow_provider_opsera.catalogue import ENDPOINTS, FieldKind, OpseraLogType
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import to_utc
 from airflow_provider_opsera.transfers.postgres.rows import (
@@ -69,6 +69,14 @@ def test_layout_has_the_fixed_columns_and_one_typed_column_per_catalogue_field()
         assert [c.field for c in layout.fields] == list(endpoint.fields)
         assert {c.name: c.sql_type for c in layout.columns}["created_at"] == "timestamptz"
         assert ("created_at",) in layout.indexes
+
+
+def test_a_field_kind_is_its_sql_type():
+    # The operators' OpenLineage schema facets name each catalogue field's kind as its type.
+    assert [(k.value, k.sql_type, str(k)) for k in FieldKind] == [
+        (t, t, t) for t in ("text", "integer", "timestamptz", "jsonb")
+    ]
+    assert all(isinstance(k, FieldKind) for e in ENDPOINTS.values() for k in e.fields.values())
 
 
 def test_pipeline_activity_columns_and_indexes():
@@ -194,14 +202,14 @@ _JSON_VALUES = st.recursive(
 )
 
 
-def _well_typed(kind: str, value: Any) -> bool:
+def _well_typed(kind: FieldKind, value: Any) -> bool:
     if value is None:
         return True
-    if kind == TEXT:
+    if kind == FieldKind.TEXT:
         return isinstance(value, str)
-    if kind == INTEGER:
+    if kind == FieldKind.INTEGER:
         return isinstance(value, int) and not isinstance(value, bool) and INT_MIN <= value <= INT_MAX
-    if kind == JSON:
+    if kind == FieldKind.JSON:
         return isinstance(value, (dict, list))
     if not isinstance(value, str):
         return False
@@ -237,13 +245,13 @@ def test_every_field_maps_to_its_type_or_names_the_culprit(log_type, data, mode)
     assert mode == "raw_only" or not bad
     assert json.loads(row["raw"]) == payload
     for column in layout.fields:
-        if column.kind == JSON:  # checked above (bad), filled from raw by the upsert
+        if column.kind == FieldKind.JSON:  # checked above (bad), filled from raw by the upsert
             assert column.name not in row
             continue
         value, given_value = row[column.name], chosen.get(column.field or "")
         if column in bad or given_value is None:
             assert value is None
-        elif column.kind == TIMESTAMP:
+        elif column.kind == FieldKind.TIMESTAMP:
             moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
             assert moment.utcoffset() == dt.timedelta(0)
             assert moment == to_utc(given_value)
@@ -255,10 +263,13 @@ def test_every_field_maps_to_its_type_or_names_the_culprit(log_type, data, mode)
 _PIPELINE_FIELDS = ENDPOINTS[OpseraLogType.PIPELINE_ACTIVITY].fields
 #: Values each kind's column takes as they are: what the fast path must read as the careful one does.
 _WELL_TYPED = {
-    TEXT: st.none() | st.text(max_size=8).filter(lambda s: "\x00" not in s),
-    INTEGER: st.none() | st.integers(INT_MIN, INT_MAX),
-    TIMESTAMP: st.none() | st.sampled_from(["2024-05-09T10:00:00.000Z", "2024-02-29T23:59:59.999Z"]),
-    JSON: st.none() | st.dictionaries(_KEYS, _JSON_SCALARS, max_size=2) | st.lists(_JSON_SCALARS, max_size=2),
+    FieldKind.TEXT: st.none() | st.text(max_size=8).filter(lambda s: "\x00" not in s),
+    FieldKind.INTEGER: st.none() | st.integers(INT_MIN, INT_MAX),
+    FieldKind.TIMESTAMP: st.none()
+    | st.sampled_from(["2024-05-09T10:00:00.000Z", "2024-02-29T23:59:59.999Z"]),
+    FieldKind.JSON: st.none()
+    | st.dictionaries(_KEYS, _JSON_SCALARS, max_size=2)
+    | st.lists(_JSON_SCALARS, max_size=2),
 }
 
 

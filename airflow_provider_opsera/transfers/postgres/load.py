@@ -23,7 +23,7 @@ from typing import Any
 
 from psycopg import sql
 
-from airflow_provider_opsera.catalogue import INTEGER
+from airflow_provider_opsera.catalogue import FieldKind
 from airflow_provider_opsera.compat import copy_expert
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.responses import Record
@@ -122,7 +122,7 @@ def _stream(
     with db.cursor.copy(statement, writer=QueuedLibpqWriter(db.cursor)) as copy:
         # Every value is text or an int by now (RowMapper): naming the types spares a lookup per value.
         columns = mapper.layout.columns if derived else mapper.layout.staged
-        copy.set_types(["integer" if c.kind == INTEGER else "text" for c in columns])
+        copy.set_types(["integer" if c.kind is FieldKind.INTEGER else "text" for c in columns])
         write = copy.write_row
         for batch in counted():
             for row in mapper.batch_rows(batch, derived=derived):

@@ -19,7 +19,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from airflow_provider_opsera.catalogue import INTEGER, JSON, TEXT, TIMESTAMP, OpseraLogType
+from airflow_provider_opsera.catalogue import FieldKind, OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraRecordError
 from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import API_TIME, to_utc
@@ -34,10 +34,10 @@ _MISMATCH = object()
 
 
 _KIND_WORDS = {
-    TEXT: "a string",
-    INTEGER: "an integer",
-    TIMESTAMP: "an ISO 8601 time",
-    JSON: "an object or array",
+    FieldKind.TEXT: "a string",
+    FieldKind.INTEGER: "an integer",
+    FieldKind.TIMESTAMP: "an ISO 8601 time",
+    FieldKind.JSON: "an object or array",
 }
 
 
@@ -117,28 +117,33 @@ def _json(value: Any) -> Any:
     return None if data == b"null" else _MISMATCH
 
 
-_CHECKS = {TEXT: _text, INTEGER: _integer, TIMESTAMP: _timestamp, JSON: _json}
+_CHECKS = {
+    FieldKind.TEXT: _text,
+    FieldKind.INTEGER: _integer,
+    FieldKind.TIMESTAMP: _timestamp,
+    FieldKind.JSON: _json,
+}
 
 
 # -- decoders -------------------------------------------------------------------------------------------
-def _strict_type(kind: str) -> Any:
+def _strict_type(kind: FieldKind) -> Any:
     """The msgspec type that accepts exactly the well-typed values of a kind (the fast path)."""
-    if kind == INTEGER:
+    if kind is FieldKind.INTEGER:
         return Annotated[int, msgspec.Meta(ge=INT_MIN, le=INT_MAX)] | None
-    if kind == TIMESTAMP:
+    if kind is FieldKind.TIMESTAMP:
         # The API's own format passes as it is; any other time takes the checked path (and is parsed there).
         return Annotated[str, msgspec.Meta(pattern=rf"^(?:{API_TIME.pattern})\Z")] | None
-    if kind == JSON:
+    if kind is FieldKind.JSON:
         return msgspec.Raw  # checked and decoded to text after; a Raw field never fails decoding
     return str | None
 
 
-def _struct(name: str, kinds: Sequence[tuple[str, str]], strict: bool) -> type[msgspec.Struct]:
+def _struct(name: str, kinds: Sequence[tuple[str, FieldKind]], strict: bool) -> type[msgspec.Struct]:
     # Field names are positional (f0, f1, ...): JSON names like ``__v`` are not valid struct attributes.
     fields = [
         (
             f"f{i}",
-            _strict_type(kind) if strict or kind == JSON else Any,
+            _strict_type(kind) if strict or kind is FieldKind.JSON else Any,
             msgspec.field(name=field, default=None),
         )
         for i, (field, kind) in enumerate(kinds)
@@ -172,8 +177,8 @@ class RowMapper:
         self._well_typed = msgspec.json.Decoder(list[well_typed])  # type: ignore[valid-type]
         self._loose = msgspec.json.Decoder(_struct("LooseRecord", kinds, strict=False))
         # jsonb fields are checked but not staged: the upsert takes them from raw.
-        self._json_at = [i for i, (_, k) in enumerate(kinds) if k == JSON]
-        self._staged = [i for i, (_, k) in enumerate(kinds) if k != JSON]
+        self._json_at = [i for i, (_, k) in enumerate(kinds) if k is FieldKind.JSON]
+        self._staged = [i for i, (_, k) in enumerate(kinds) if k is not FieldKind.JSON]
         #: ``raw_only`` mode: how many values of each field were kept only in ``raw``.
         self.mismatches: Counter[str] = Counter()
         #: ``raw_only`` mode: the first few ``(_id, field, value description)`` kept only in ``raw``.
@@ -258,12 +263,12 @@ class RowMapper:
         column = self.layout.fields[index]
         field, kind = column.field or "", column.kind
         got = describe(value)
-        if kind == INTEGER and isinstance(value, int) and not isinstance(value, bool):
+        if kind is FieldKind.INTEGER and isinstance(value, int) and not isinstance(value, bool):
             got += ", outside the integer column's range"
         if self.on_type_mismatch == "fail":
             raise OpseraRecordError(
                 f"{self.log_type.value} record _id={record_id}: field {field!r} should be "
-                f"{_KIND_WORDS[kind]} (column type {kind}) but is {got}. The API's schema seems to have "
+                f"{_KIND_WORDS[kind]} (column type {kind.sql_type}) but is {got}. The API's schema seems to have "
                 'changed; pass on_type_mismatch="raw_only" to load such values only in the raw column.',
                 record_id,
                 field,

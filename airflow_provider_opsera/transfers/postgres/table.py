@@ -11,10 +11,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from airflow_provider_opsera.catalogue import JSON, TIMESTAMP, OpseraLogType, endpoint_for
-
-#: Kinds of the columns that do not come from a catalogue field.
-ID, RAW = "id", "raw"
+from airflow_provider_opsera.catalogue import FieldKind, OpseraLogType, endpoint_for
 
 #: Indexes a compliance query needs, besides the primary key: every table is read by time; pipeline activity
 #: by run; the user-centred logs by who did it.
@@ -36,22 +33,18 @@ class Column:
 
     name: str
     field: str | None
-    kind: str
+    kind: FieldKind
 
     @property
     def sql_type(self) -> str:
-        if self.kind == ID:
-            return "text"
-        if self.kind == RAW:
-            return JSON
-        return self.kind
+        return self.kind.sql_type
 
 
-_ID_COLUMN = Column("_id", "_id", ID)
-_CREATED_COLUMN = Column("created_at", "createdAt", TIMESTAMP)
-_RAW_COLUMN = Column("raw", None, RAW)
+_ID_COLUMN = Column("_id", "_id", FieldKind.TEXT)
+_CREATED_COLUMN = Column("created_at", "createdAt", FieldKind.TIMESTAMP)
+_RAW_COLUMN = Column("raw", None, FieldKind.JSON)
 #: Set by the database when a row is inserted or its content changes; not part of what COPY writes.
-LOADED_AT = Column("loaded_at", None, TIMESTAMP)
+LOADED_AT = Column("loaded_at", None, FieldKind.TIMESTAMP)
 
 
 def column_name(field: str) -> str:
@@ -83,7 +76,7 @@ class TableLayout:
     @property
     def derived(self) -> tuple[Column, ...]:
         """The jsonb field columns, filled from ``raw`` by the upsert."""
-        return tuple(c for c in self.fields if c.kind == JSON)
+        return tuple(c for c in self.fields if c.kind is FieldKind.JSON)
 
     @property
     def required(self) -> frozenset[str]:
