@@ -17,6 +17,8 @@ from airflow_provider_opsera.timeutils import to_utc
 from airflow_provider_opsera.transfers.postgres.rows import (
     INT_MAX,
     INT_MIN,
+    ON_TYPE_MISMATCH,
+    OnTypeMismatch,
     OpseraRecordError,
     RowMapper,
     copy_line,
@@ -183,6 +185,10 @@ def test_dict_payloads_are_accepted_too():
 def test_on_type_mismatch_is_checked():
     with pytest.raises(ValueError, match="on_type_mismatch must be one of fail, raw_only"):
         RowMapper("audit", on_type_mismatch="ignore")
+    # The plain strings and the enum alike; ON_TYPE_MISMATCH spells the same choices as plain strings.
+    assert RowMapper("audit", on_type_mismatch="raw_only").on_type_mismatch is OnTypeMismatch.RAW_ONLY
+    assert RowMapper("audit", on_type_mismatch=OnTypeMismatch.FAIL).on_type_mismatch is OnTypeMismatch.FAIL
+    assert ON_TYPE_MISMATCH == ("fail", "raw_only")
 
 
 # -- property: every value maps to its column type, or to an error naming the record and field ------------

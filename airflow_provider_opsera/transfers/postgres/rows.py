@@ -13,9 +13,10 @@ which case its column is NULL.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 from collections import Counter
 from collections.abc import Sequence
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 
@@ -25,8 +26,22 @@ from airflow_provider_opsera.responses import Record
 from airflow_provider_opsera.timeutils import API_TIME, to_utc
 from airflow_provider_opsera.transfers.postgres.table import TableLayout, layout_for
 
-OnTypeMismatch = Literal["fail", "raw_only"]
-ON_TYPE_MISMATCH: tuple[str, ...] = ("fail", "raw_only")
+
+class OnTypeMismatch(str, enum.Enum):
+    """What a documented field whose value has an unexpected type does. Plain strings (``"fail"``) are
+    accepted wherever one is expected."""
+
+    #: The load fails with an :class:`OpseraRecordError` naming the record and the field.
+    FAIL = "fail"
+    #: The column is NULL; the value stays in ``raw`` and is counted.
+    RAW_ONLY = "raw_only"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+#: The values of :class:`OnTypeMismatch` as plain strings, for checking a parameter early.
+ON_TYPE_MISMATCH: tuple[str, ...] = tuple(m.value for m in OnTypeMismatch)
 
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _UTC = dt.timezone.utc
@@ -163,12 +178,13 @@ class RowMapper:
     def __init__(
         self, log_type: OpseraLogType | str, on_type_mismatch: OnTypeMismatch | str = "fail"
     ) -> None:
-        if on_type_mismatch not in ON_TYPE_MISMATCH:
+        try:
+            self.on_type_mismatch = OnTypeMismatch(on_type_mismatch)
+        except ValueError:
             raise ValueError(
                 f"on_type_mismatch must be one of {', '.join(ON_TYPE_MISMATCH)}, not {on_type_mismatch!r}."
-            )
+            ) from None
         self.layout: TableLayout = layout_for(log_type)
-        self.on_type_mismatch = on_type_mismatch
         kinds = [(c.field or "", c.kind) for c in self.layout.fields]
         self._checks = [_CHECKS[k] for _, k in kinds]
         # The fast path decodes a whole response at once, failing unless every value is well typed; the careful
@@ -265,7 +281,7 @@ class RowMapper:
         got = describe(value)
         if kind is FieldKind.INTEGER and isinstance(value, int) and not isinstance(value, bool):
             got += ", outside the integer column's range"
-        if self.on_type_mismatch == "fail":
+        if self.on_type_mismatch is OnTypeMismatch.FAIL:
             raise OpseraRecordError(
                 f"{self.log_type.value} record _id={record_id}: field {field!r} should be "
                 f"{_KIND_WORDS[kind]} (column type {kind.sql_type}) but is {got}. The API's schema seems to have "
