@@ -54,30 +54,34 @@ def asset_uri(path: str) -> str:
     return f"{parts.scheme}://{netloc}{parts.path}".rstrip("/") or path
 
 
+def alias_name(dag_id: str | None, task_id: str) -> str:
+    """The name of the alias a task declares when its asset is only known at run time."""
+    return f"opsera:{dag_id}.{task_id}" if dag_id else f"opsera:{task_id}"
+
+
 def declare_outlet(output_path: str, dag_id: str | None, task_id: str) -> Asset | AssetAlias:
     """What the operator declares at parse time for ``output_path`` (unrendered)."""
     folder = dataset_folder(output_path)
     if not is_templated(folder):
         return Asset(uri=asset_uri(folder))
-    return AssetAlias(name=f"opsera:{dag_id}.{task_id}" if dag_id else f"opsera:{task_id}")
+    return AssetAlias(name=alias_name(dag_id, task_id))
 
 
-def emit(
-    context: Any,
-    outlet: Asset | AssetAlias,
-    rendered_root: str,
-    rendered_folder: str,
-    extra: dict[str, Any],
-) -> Asset:
-    """Record this run's asset event; returns the concrete asset it was emitted for."""
-    folder_uri = asset_uri(rendered_folder)
+def resolve(outlet: Asset | AssetAlias, rendered_root: str, rendered_folder: str) -> Asset:
+    """The concrete asset this run's event is for: the declared asset, or the rendered root for an alias."""
     if isinstance(outlet, Asset):
-        context["outlet_events"][outlet].extra = extra
         return outlet
+    folder_uri = asset_uri(rendered_folder)
     root_uri = asset_uri(rendered_root)
     # A root that does not contain the folder (a template with branches) falls back to the folder itself.
     if not (folder_uri + "/").startswith(root_uri + "/"):
         root_uri = folder_uri
-    asset = Asset(uri=root_uri)
-    context["outlet_events"][outlet].add(asset, extra=extra)
-    return asset
+    return Asset(uri=root_uri)
+
+
+def record(context: Any, outlet: Asset | AssetAlias, asset: Asset, extra: dict[str, Any]) -> None:
+    """Record this run's asset event for ``asset`` through ``outlet`` (that asset itself, or an alias)."""
+    if isinstance(outlet, Asset):
+        context["outlet_events"][outlet].extra = extra
+    else:
+        context["outlet_events"][outlet].add(asset, extra=extra)

@@ -182,7 +182,7 @@ def test_landing_returns_the_manifest_and_emits_the_asset_event(sim, tmp_path):
 
 
 def test_progress_is_reported_while_landing(sim, tmp_path, monkeypatch):
-    from airflow_provider_opsera.operators import logs
+    from airflow_provider_opsera.operators import base
     from airflow_provider_opsera.progress import Progress
 
     lines: list[str] = []
@@ -195,7 +195,7 @@ def test_progress_is_reported_while_landing(sim, tmp_path, monkeypatch):
         def __init__(self, log, what):
             super().__init__(Recorder(), what, every=0.0)
 
-    monkeypatch.setattr(logs, "Progress", EveryBatch)
+    monkeypatch.setattr(base, "Progress", EveryBatch)
     sim.generate("audit", DAY, NEXT, 2500)
     run(OpseraAuditLogsOperator(task_id="t", start=DAY, end=NEXT, output_path=f"file://{tmp_path}/a/"))
     assert lines
@@ -210,7 +210,7 @@ def test_openlineage_facets_name_the_endpoint_and_the_folder(sim, tmp_path):
     op = OpseraTokenActivityLogsOperator(
         task_id="t", start=DAY, end=NEXT, output_path=f"file://{tmp_path}/tok/"
     )
-    run(op)
+    manifest, _ = run(op)
     lineage = op.get_openlineage_facets_on_complete(None)
     (source,) = lineage.inputs
     assert (source.namespace, source.name) == (sim.url, "/api/v1/logs/user/tokens")
@@ -218,6 +218,11 @@ def test_openlineage_facets_name_the_endpoint_and_the_folder(sim, tmp_path):
     (target,) = lineage.outputs
     assert (target.namespace, target.name) == ("file", f"{tmp_path}/tok")
     assert target.outputFacets["outputStatistics"].rowCount == 40
+    assert target.outputFacets["outputStatistics"].size == sum(p["bytes"] for p in manifest["parts"])
+    assert target.outputFacets["outputStatistics"].fileCount == len(manifest["parts"])
+    assert [f.name for f in target.facets["schema"].fields] == [
+        f.name for f in source.facets["schema"].fields
+    ]
 
 
 def test_openlineage_stays_optional(monkeypatch):
