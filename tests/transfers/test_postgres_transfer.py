@@ -6,6 +6,7 @@ Every test works in a schema of its own (``pg_schema``), dropped afterwards.
 from __future__ import annotations
 
 import json
+import sys
 import threading
 import time
 import uuid
@@ -474,3 +475,25 @@ def test_the_table_is_the_openlineage_output(sim, postgres_conn, pg_schema):
     assert lineage.outputs[0].namespace == "postgres://127.0.0.1:5432"
     assert lineage.outputs[0].name == f"test.{pg_schema}.{TABLE}"
     assert lineage.inputs[0].name == "/api/v1/logs/pipelines"
+
+
+def test_the_openlineage_output_carries_the_schema_and_the_row_count(
+    sim, postgres_conn, pg_schema, monkeypatch
+):
+    pytest.importorskip("airflow.providers.openlineage", reason="the OpenLineage provider is not installed")
+    sim.generate(PIPELINE, START, START.add(days=1), 25)
+    op = operator(pg_schema, START, START.add(days=1))
+    assert run(op)["rows"] == 25
+    lineage = op.get_openlineage_facets_on_complete(None)
+    (source,) = lineage.inputs
+    assert (source.namespace, source.name) == (sim.url, "/api/v1/logs/pipelines")
+    assert {"_id", "createdAt", "run_count"} <= {f.name for f in source.facets["schema"].fields}
+    (target,) = lineage.outputs
+    assert target.outputFacets["outputStatistics"].rowCount == 25
+    columns = {f.name: f.type for f in target.facets["schema"].fields}
+    assert columns["_id"] == "text" and columns["raw"] == "jsonb" and columns["loaded_at"] == "timestamptz"
+    assert columns["run_count"] == "integer"
+
+    # As if the OpenLineage provider were not installed: no lineage, and no error, even after a run.
+    monkeypatch.setitem(sys.modules, "airflow.providers.openlineage.extractors", None)
+    assert op.get_openlineage_facets_on_complete(None) is None

@@ -2,31 +2,43 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from contextlib import closing
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import Asset, AssetAlias, BaseOperator
+from airflow.sdk import Asset
 
-from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, validate_filters
-from airflow_provider_opsera.operators.rendering import blank_to_none, rendered_filters, rendered_interval
+from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.connection import DEFAULT_CONN_ID
+from airflow_provider_opsera.operators.base import LineageOutput, OpseraExtractOperator
 from airflow_provider_opsera.progress import Progress
 from airflow_provider_opsera.transfers.postgres.load import LoadResult, load_records
 from airflow_provider_opsera.transfers.postgres.rows import ON_TYPE_MISMATCH, RowMapper
 from airflow_provider_opsera.transfers.postgres.table import default_table
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping
+
     from airflow.sdk import Context
+    from pendulum import DateTime
+
+    from airflow_provider_opsera.hooks.opsera import OpseraHook
+
+
+def _server(host: str | None, port: int | None, database: str | None) -> tuple[str, str]:
+    """``host:port`` and the database, with the postgres provider's defaults for what the connection omits."""
+    return f"{host or 'localhost'}:{port or 5432}", database or "postgres"
 
 
 def postgres_asset_uri(
     host: str | None, port: int | None, database: str | None, schema: str, table: str
 ) -> str:
     """The table's URI in the postgres provider's asset scheme: ``postgres://host:port/database/schema/table``."""
-    return f"postgres://{host or 'localhost'}:{port or 5432}/{database or 'postgres'}/{schema}/{table}"
+    server, database = _server(host, port, database)
+    return f"postgres://{server}/{database}/{schema}/{table}"
 
 
-class OpseraLogsToPostgresOperator(BaseOperator):
+class OpseraLogsToPostgresOperator(OpseraExtractOperator):
     """Load one data interval of an Opsera log type into a Postgres table, idempotently.
 
     The table (default ``opsera_<log_type>_logs`` in ``public``) is created if missing: ``_id text primary
@@ -56,26 +68,23 @@ class OpseraLogsToPostgresOperator(BaseOperator):
 
     Returns ``{"rows": n, "table": "schema.table", "inserted": i, "updated": u}``. Emits an asset event for
     ``postgres://host:port/database/schema/table`` through the asset alias :attr:`asset_alias` (the host is
-    only known from the connection at run time), and reports the same table as its OpenLineage output.
+    only known from the connection at run time), and reports the same table, with its columns and row count,
+    as its OpenLineage output.
     """
 
     template_fields: Sequence[str] = (
-        "start",
-        "end",
-        "filters",
+        *OpseraExtractOperator.template_fields,
         "table",
         "schema",
-        "opsera_conn_id",
         "postgres_conn_id",
     )
-    template_fields_renderers = {"filters": "json"}
     ui_color = "#e8f0fe"
 
     def __init__(
         self,
         *,
         log_type: OpseraLogType | str,
-        opsera_conn_id: str = "opsera_default",
+        opsera_conn_id: str = DEFAULT_CONN_ID,
         postgres_conn_id: str = "postgres_default",
         table: str | None = None,
         schema: str = "public",
@@ -85,46 +94,33 @@ class OpseraLogsToPostgresOperator(BaseOperator):
         on_type_mismatch: str = "fail",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        # Fail when the DAG is parsed, not when it runs, for what can be checked then.
-        self.log_type = endpoint_for(log_type).log_type
+        super().__init__(
+            log_type=log_type, opsera_conn_id=opsera_conn_id, start=start, end=end, filters=filters, **kwargs
+        )
         if on_type_mismatch not in ON_TYPE_MISMATCH:
             raise ValueError(
                 f"on_type_mismatch must be one of {', '.join(ON_TYPE_MISMATCH)}, not {on_type_mismatch!r}."
             )
-        if isinstance(filters, Mapping):
-            known = {k: v for k, v in blank_to_none(filters).items() if not _templated(v)}
-            validate_filters(self.log_type, known)
-        self.opsera_conn_id = opsera_conn_id
         self.postgres_conn_id = postgres_conn_id
         self.table = table or default_table(self.log_type)
         self.schema = schema
-        self.start, self.end, self.filters = start, end, filters
         self.on_type_mismatch = on_type_mismatch
         # The table's asset URI needs the connection's host and database, known only when the task runs.
-        dag_id = self.dag.dag_id if self.has_dag() else None
-        self.asset_alias = AssetAlias(
-            name=f"opsera:{dag_id}.{self.task_id}" if dag_id else f"opsera:{self.task_id}"
-        )
-        self.outlets = [*self.outlets, self.asset_alias]
-        self._lineage: dict[str, str] = {}
+        self.asset_alias = self._declare_outlet(self._asset_alias())
 
-    def execute(self, context: Context) -> dict[str, Any]:
+    def _extract(
+        self, context: Context, hook: OpseraHook, lo: DateTime, hi: DateTime, filters: dict[str, str]
+    ) -> dict[str, Any]:
         from airflow.providers.postgres.hooks.postgres import PostgresHook
 
-        from airflow_provider_opsera.hooks.opsera import OpseraHook
-
-        lo, hi = self._interval()
-        filters = validate_filters(self.log_type, self._rendered_filters())
         schema, table = _identifier(self.schema, "schema"), _identifier(self.table, "table")
-        opsera = OpseraHook(opsera_conn_id=self.opsera_conn_id)
         postgres = PostgresHook(postgres_conn_id=self.postgres_conn_id)
         mapper = RowMapper(self.log_type, self.on_type_mismatch)
-        what = f"Opsera {self.log_type.value} [{lo.isoformat()}, {hi.isoformat()}) -> {schema}.{table}"
-        progress = Progress(self.log, what)
+        what = self._what(lo, hi, f"{schema}.{table}")
+        progress = self._progress(what)
         self.log.info("Loading %s.", what)
 
-        batches = opsera.iter_log_batches(self.log_type, lo, hi, filters, raw=True)
+        batches = self._batches(hook, lo, hi, filters, raw=True)
         try:
             with closing(postgres.get_conn()) as conn:
                 result = load_records(
@@ -133,40 +129,39 @@ class OpseraLogsToPostgresOperator(BaseOperator):
                     batches,
                     schema,
                     table,
-                    on_batch=lambda n: progress.add(n, opsera.last_stats),
+                    on_batch=lambda n: progress.add(n, hook.last_stats),
                 )
         finally:
             batches.close()  # type: ignore[attr-defined]  # a generator: stops the extraction's threads
-            opsera.close()
-        self._report(what, result, mapper, progress, opsera)
+        self._report(what, result, mapper, progress, hook)
 
         connection = postgres.connection
         database = postgres.database or connection.schema or connection.login
-        uri = postgres_asset_uri(connection.host, connection.port, database, schema, table)
-        self._lineage = {
-            "uri": uri,
-            "opsera": opsera.settings.base_url,
-            "path": endpoint_for(self.log_type).path,
-        }
+        server, database = _server(connection.host, connection.port, database)
+        fields = {c.name: c.sql_type for c in mapper.layout.columns}
+        fields["loaded_at"] = "timestamptz"
+        self._set_lineage_output(
+            LineageOutput(
+                namespace=f"postgres://{server}",
+                name=f"{database}.{schema}.{table}",
+                fields=fields,
+                rows=result.rows,
+            )
+        )
         extra: dict[str, Any] = {
             "rows": result.rows,
             "start": lo.isoformat(),
             "end": hi.isoformat(),
             "log_type": self.log_type.value,
         }
-        context["outlet_events"][self.asset_alias].add(Asset(uri=uri), extra=extra)
+        uri = postgres_asset_uri(connection.host, connection.port, database, schema, table)
+        self._emit_asset_event(context, Asset(uri=uri), extra)
         return {
             "rows": result.rows,
             "table": f"{schema}.{table}",
             "inserted": result.inserted,
             "updated": result.updated,
         }
-
-    def _interval(self) -> tuple[Any, Any]:
-        return rendered_interval(self.start, self.end)
-
-    def _rendered_filters(self) -> dict[str, Any] | None:
-        return rendered_filters(self.filters)
 
     def _report(
         self, what: str, result: LoadResult, mapper: RowMapper, progress: Progress, opsera: Any
@@ -188,39 +183,6 @@ class OpseraLogsToPostgresOperator(BaseOperator):
                 ", ".join(f"{f} x{n}" for f, n in mapper.mismatches.most_common()),
                 examples,
             )
-
-    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
-        """The Opsera endpoint as input, the table as output (OpenLineage provider imported only here)."""
-        from urllib.parse import urlsplit
-
-        from airflow.providers.common.compat.openlineage.facet import (
-            Dataset,
-            SchemaDatasetFacet,
-            SchemaDatasetFacetFields,
-        )
-        from airflow.providers.openlineage.extractors import OperatorLineage
-
-        if not self._lineage:
-            return OperatorLineage()
-        parsed = urlsplit(self._lineage["uri"])
-        _, database, schema, table = parsed.path.split("/")
-        layout = RowMapper(self.log_type).layout
-        fields = [SchemaDatasetFacetFields(name=c.name, type=c.sql_type) for c in layout.columns]
-        fields.append(SchemaDatasetFacetFields(name="loaded_at", type="timestamptz"))
-        return OperatorLineage(
-            inputs=[Dataset(namespace=self._lineage["opsera"], name=self._lineage["path"])],
-            outputs=[
-                Dataset(
-                    namespace=f"postgres://{parsed.netloc}",
-                    name=f"{database}.{schema}.{table}",
-                    facets={"schema": SchemaDatasetFacet(fields=fields)},
-                )
-            ],
-        )
-
-
-def _templated(value: Any) -> bool:
-    return isinstance(value, str) and "{{" in value
 
 
 def _identifier(value: Any, what: str) -> str:
