@@ -12,6 +12,7 @@ import sys
 import threading
 from collections.abc import Sequence
 
+from airflow_provider_opsera.connection import DEFAULT_CONN_ID
 from airflow_provider_opsera.testing.scenarios import SCENARIOS
 from airflow_provider_opsera.testing.simulator import OpseraSimulator
 
@@ -115,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(parser, _listen_problem(err, args.host, args.port))
     with sim:
         print(f"Opsera API simulator ({args.scenario}) serving on {sim.url}")
-        print(f"AIRFLOW_CONN_OPSERA_DEFAULT={shlex.quote(sim.connection_json())}")
+        print(f"AIRFLOW_CONN_{DEFAULT_CONN_ID.upper()}={shlex.quote(sim.connection_json())}")
         print("Stop with Ctrl+C.", flush=True)
         while not stopping.wait(0.5):
             pass

@@ -31,6 +31,7 @@ def opsera_simulator(
     request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[OpseraSimulator]:
     """A started :class:`OpseraSimulator` (seed 42, no data unless the marker names a scenario), stopped after."""
+    from airflow_provider_opsera.connection import DEFAULT_CONN_ID
     from airflow_provider_opsera.testing.simulator import OpseraSimulator
 
     marker = request.node.get_closest_marker("opsera_simulator")
@@ -40,5 +41,5 @@ def opsera_simulator(
     if scenario:
         sim.load_scenario(scenario, day=day)
     with sim:
-        monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json())
+        monkeypatch.setenv(f"AIRFLOW_CONN_{DEFAULT_CONN_ID.upper()}", sim.connection_json())
         yield sim
