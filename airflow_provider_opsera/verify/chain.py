@@ -140,24 +140,23 @@ def _signatures(
     key: bytes | None,
     key_id: str | None,
 ) -> list[tuple[Status, str]]:
-    signed = [m for _, m in revisions if isinstance(m.get("signature"), Mapping)]
-    if isinstance(current.get("signature"), Mapping) and current not in signed:
-        signed.append(current)
+    signed = [
+        (f"revision {m.get('revision')}", m) for _, m in revisions if isinstance(m.get("signature"), Mapping)
+    ]
+    if isinstance(current.get("signature"), Mapping) and all(current != m for _, m in signed):
+        signed.append(("manifest.json", current))  # not a kept revision's copy: checked on its own
     if not signed:
         return [(Status.WARNING, "not signed (a signing key was given)")] if key is not None else []
     if key is None:
-        ids = sorted({str(m["signature"].get("key_id")) for m in signed})
+        ids = sorted({str(m["signature"].get("key_id")) for _, m in signed})
         return [(Status.WARNING, f"signed (key {', '.join(ids)}) but no signing key given: not checked")]
     problems = []
-    for manifest in signed:
+    for what, manifest in signed:
         if not signature_valid(manifest, key):
             named = manifest["signature"].get("key_id")
             other = f" (signed with key {named})" if named and key_id and named != key_id else ""
             problems.append(
-                (
-                    Status.BAD_SIGNATURE,
-                    f"revision {manifest.get('revision')}'s signature does not verify with key {key_id}{other}",
-                )
+                (Status.BAD_SIGNATURE, f"{what}'s signature does not verify with key {key_id}{other}")
             )
     if not isinstance(current.get("signature"), Mapping):
         problems.append((Status.WARNING, "manifest.json is not signed, though earlier revisions are"))

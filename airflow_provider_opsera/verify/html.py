@@ -41,9 +41,9 @@ ul.legend li { display: flex; align-items: center; gap: 6px; }
 .swatch { width: 16px; height: 16px; border-radius: 4px; display: inline-block; }
 .months { display: flex; flex-wrap: wrap; gap: 24px; align-items: flex-start; }
 .month h2, .day-row .label { font-size: 14px; margin: 0 0 6px; }
-.grid { display: grid; grid-template-columns: repeat(7, 46px); gap: 4px; }
+.grid { display: grid; grid-template-columns: repeat(7, 54px); gap: 4px; }
 .dow { font-size: 11px; color: #59636e; text-align: center; }
-.cell, .pad { position: relative; height: 46px; border-radius: 6px; box-sizing: border-box; }
+.cell, .pad { position: relative; height: 48px; border-radius: 6px; box-sizing: border-box; }
 .cell { padding: 3px 5px; font-size: 12px; outline-offset: 2px; cursor: default; }
 .cell .n { font-weight: 600; }
 .cell .c { display: block; font-size: 10px; opacity: .9; white-space: nowrap; overflow: hidden; }
@@ -53,7 +53,8 @@ ul.legend li { display: flex; align-items: center; gap: 6px; }
 .day-row .cell { width: 40px; height: 34px; }
 .flow { display: flex; flex-wrap: wrap; gap: 4px; }
 .flow .cell { width: 96px; }
-.s-missing { background-image: repeating-linear-gradient(45deg, transparent 0 5px, rgba(255,255,255,.6) 5px 9px); }
+.s-missing { background-image: repeating-linear-gradient(45deg, transparent 0 5px, rgba(255,255,255,.6) 5px 9px);
+  border: 2px dashed #59636e; }
 .tip { display: none; position: absolute; z-index: 10; left: 0; top: calc(100% + 6px); width: 300px;
   background: #1f2328; color: #fff; padding: 8px 10px; border-radius: 6px; font-size: 12px; line-height: 1.45;
   box-shadow: 0 4px 16px rgba(0,0,0,.25); font-weight: normal; }
