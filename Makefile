@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 export AIRFLOW_HOME := $(CURDIR)/.airflow-home
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install test lint unit demo bench clean test-browser
+.PHONY: install test lint unit demo bench clean test-browser test-compat
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (set PYTHON=python3.x)")'
@@ -41,6 +41,50 @@ test-browser: $(VENV)/.installed-browser
 		{ $(SUDO) apt-get update && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y chromium; }
 	$(VENV)/bin/pytest tests/ui -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
+# -- make test-compat: the suite on the other supported Airflow 3 releases and Pythons ------------------------
+# Full suite on the oldest (3.0.x, Python 3.10) and the newest (3.3.x, Python 3.13) release; `make test` covers
+# 3.3.x on the main .venv's Python. A smoke subset (every module imports, hook/operator/sensor/trigger tests,
+# dag.test() of an example DAG) on 3.1.x and 3.2.x, Python 3.12. Each venv pins its release and what a plain
+# install of it gets wrong in compat/constraints-airflow-3.X.txt. Runs are serial: they share PostgreSQL.
+PYENV_ROOT_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
+# The newest installed 3.x.y under pyenv, else python3.x on PATH.
+find_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT_DIR)/versions/$(1).*/bin/python))),$(shell command -v python$(1) 2>/dev/null))
+PYTHON310 ?= $(call find_python,3.10)
+PYTHON312 ?= $(call find_python,3.12)
+PYTHON313 ?= $(call find_python,3.13)
+COMPAT_SMOKE := tests/test_imports.py tests/example_dags tests/hooks tests/operators/test_logs.py \
+	tests/operators/test_logs_to_object_storage.py tests/sensors/test_pipeline_sensor.py tests/triggers
+
+# $(1): venv suffix (af30), $(2): Airflow minor (3.0), $(3): the interpreter variable's name (PYTHON310).
+define compat_venv
+.venv-$(1)/.installed: pyproject.toml compat/constraints-airflow-$(2).txt
+	@test -n "$$($(3))" && test -x "$$($(3))" || { echo "make test-compat needs Python for Airflow $(2): \
+	none found as $(3) ('$$($(3))'); install it (pyenv install $(subst PYTHON3,3.,$(3))) or set $(3)=/path/to/python" >&2; exit 1; }
+	@test -x .venv-$(1)/bin/python || $$($(3)) -m venv .venv-$(1)
+	@test -x .venv-$(1)/bin/uv || .venv-$(1)/bin/python -m pip install --quiet --disable-pip-version-check uv
+	.venv-$(1)/bin/uv pip install --quiet --python .venv-$(1)/bin/python \
+		-c compat/constraints-airflow-$(2).txt -e '.[dev,amazon,postgres]'
+	@.venv-$(1)/bin/python -c 'import sys, airflow; print(f"$(1): Airflow {airflow.__version__} on Python {sys.version.split()[0]}")'
+	@touch $$@
+endef
+$(eval $(call compat_venv,af30,3.0,PYTHON310))
+$(eval $(call compat_venv,af31,3.1,PYTHON312))
+$(eval $(call compat_venv,af32,3.2,PYTHON312))
+$(eval $(call compat_venv,af33,3.3,PYTHON313))
+
+# $(1): venv suffix; the rest: what to run (empty: the whole suite).
+compat_run = AIRFLOW_HOME=$(CURDIR)/.airflow-home-$(1) .venv-$(1)/bin/pytest -q -p no:cacheprovider $(2) $(PYTEST_ARGS)
+
+test-compat: .venv-af30/.installed .venv-af31/.installed .venv-af32/.installed .venv-af33/.installed
+	@echo "== Airflow 3.0, Python 3.10: full suite"
+	$(call compat_run,af30)
+	@echo "== Airflow 3.3, Python 3.13: full suite"
+	$(call compat_run,af33)
+	@echo "== Airflow 3.1, Python 3.12: smoke subset"
+	$(call compat_run,af31,$(COMPAT_SMOKE))
+	@echo "== Airflow 3.2, Python 3.12: smoke subset"
+	$(call compat_run,af32,$(COMPAT_SMOKE))
+
 demo: install
 	$(PY) tools/demo.py
 
@@ -53,4 +97,5 @@ bench: $(VENV)/.installed-bench
 	$(PY) benchmarks/run.py
 
 clean:
-	rm -rf $(VENV) .airflow-home demo-output .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .airflow-home demo-output .pytest_cache .mypy_cache .ruff_cache \
+		.venv-af30 .venv-af31 .venv-af32 .venv-af33 .airflow-home-af30 .airflow-home-af31 .airflow-home-af32 .airflow-home-af33

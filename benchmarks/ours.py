@@ -29,9 +29,12 @@ class _OutletEvent:
 
 
 class _OutletEvents(dict):
-    def __missing__(self, key: Any) -> _OutletEvent:
-        event = self[key] = _OutletEvent()
-        return event
+    # Keyed by the asset's kind and names, not the asset itself: Airflow 3.0's Asset is unhashable.
+    def __getitem__(self, key: Any) -> _OutletEvent:
+        ident = (type(key).__name__, key.name, getattr(key, "uri", None))
+        if ident not in self:
+            self[ident] = _OutletEvent()
+        return super().__getitem__(ident)
 
 
 def _context() -> Any:

@@ -39,6 +39,11 @@ except ImportError:  # Airflow 3.0 and 3.1
     from airflow.serialization.serde import deserialize, serialize  # type: ignore[no-redef]
 
 
+def before(release: str) -> bool:
+    """Whether the installed Airflow is older than ``release`` (e.g. ``"3.1"``), for ``pytest.mark.skipif``."""
+    return Version(release) > AIRFLOW_VERSION
+
+
 def postgres_driver() -> Any:
     """The DB-API module PostgresHook connects with: psycopg 3, or psycopg2 where SQLAlchemy is 1.x (Airflow
     3.0 requires SQLAlchemy 1.4). The database's own errors are that module's ``Error`` subclasses."""
@@ -61,6 +66,7 @@ __all__ = [
     "AirflowSkipException",
     "DagBag",
     "TaskDeferred",
+    "before",
     "deserialize",
     "postgres_driver",
     "serialize",

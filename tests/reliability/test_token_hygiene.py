@@ -21,6 +21,7 @@ from typing import Any
 
 import pendulum
 import pytest
+from airflow_compat import before
 from loopback import LoopbackServer
 from reliability_helpers import FAST, postgres_conn_json
 
@@ -117,6 +118,15 @@ DAG_FILE = textwrap.dedent(
 
         leak()
     """
+)
+
+
+#: Airflow 3.0's task supervisor logs its own requests at DEBUG, the connection's MaskSecret request with the
+#: token in it ("Sending request msg=MaskSecret(value='<token>')"). These tests blind Airflow's masker to see
+#: the provider's own lines, so on 3.0 they find Airflow's leak, not the provider's; 3.1 no longer logs it.
+AIRFLOW_30_LOGS_THE_SECRET = pytest.mark.skipif(
+    before("3.1"),
+    reason="Airflow 3.0's supervisor logs MaskSecret(value=<token>) at DEBUG (Airflow's own line)",
 )
 
 
@@ -277,6 +287,7 @@ def test_the_checks_see_a_leak(dagbag, connections, caplog, capfd):
         assert_no_token(token, metadata_text(["opsera_hygiene_control"]), "metadata")
 
 
+@AIRFLOW_30_LOGS_THE_SECRET
 @pytest.mark.usefixtures("blind_masker", "debug_everywhere")
 def test_log_operators_and_postgres_leak_no_token(
     dagbag, hygiene_sim, connections, echo_server, tmp_path, caplog, capfd, request, monkeypatch
@@ -349,6 +360,7 @@ def finish_after_first_look(sim: OpseraSimulator, pid: str) -> threading.Thread:
     return thread
 
 
+@AIRFLOW_30_LOGS_THE_SECRET
 @pytest.mark.usefixtures("blind_masker", "debug_everywhere")
 @pytest.mark.parametrize("mode", ["poke", "reschedule", "deferrable"])
 def test_the_sensor_leaks_no_token(dagbag, hygiene_sim, connections, echo_server, caplog, capfd, mode):

@@ -13,6 +13,7 @@ import threading
 import time
 
 import pytest
+from airflow_compat import before
 from sensor_helpers import script, task_state, then, write_dags, xcom_value
 
 MODES = {
@@ -30,6 +31,22 @@ SCENARIOS = {
     "busy_account": BASE,
     "token_refused": BASE,
 }
+
+
+#: Airflow 3.0's reschedule mode under dag.test() fails every sensor's second poke itself: the first
+#: reschedule date comes back as a string, and BaseSensorOperator.run_duration subtracts it from a datetime
+#: ("TypeError: unsupported operand type(s) for -: 'datetime.datetime' and 'str'"). Fixed in 3.1.
+RESCHEDULE_ON_30 = (
+    "Airflow 3.0's reschedule mode in dag.test(): datetime - str in BaseSensorOperator.run_duration"
+)
+#: Airflow 3.0's dag.test() prints a deferred task's failure as a rich traceback: the source lines around the
+#: raise (so the message that must not appear is printed as code) and the error wrapped at 80 columns in a box.
+RICH_TRACEBACK_ON_30 = "Airflow 3.0 prints the failure as a boxed rich traceback with source lines"
+
+
+def skip_on_30(mode: str, skipped_mode: str, reason: str) -> None:
+    if mode == skipped_mode and before("3.1"):
+        pytest.skip(reason)
 
 
 def dag_id(scenario: str, mode: str) -> str:
@@ -75,6 +92,7 @@ def test_analyzing_then_success_succeeds_with_the_record(sim, scenario_dags, mod
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_analyzing_then_failed_fails_with_the_message(sim, scenario_dags, mode, request, caplog, capfd):
+    skip_on_30(mode, "deferrable", RICH_TRACEBACK_ON_30)
     pid = pipeline_for(request)
     script(sim, pid)
     then(sim, pid, (1.5, "failed", "Anchore found 3 critical vulnerabilities"))
@@ -95,6 +113,7 @@ def test_a_run_that_never_finishes_times_out(sim, scenario_dags, mode, request, 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_a_run_that_never_finishes_skips_with_soft_fail(sim, scenario_dags, mode, request):
+    skip_on_30(mode, "reschedule", RESCHEDULE_ON_30)
     pid = pipeline_for(request)
     script(sim, pid)
     dag_run = run(scenario_dags, "never_finishes_soft_fail", mode, pid)
@@ -105,6 +124,7 @@ def test_a_run_that_never_finishes_skips_with_soft_fail(sim, scenario_dags, mode
 def test_an_unknown_status_keeps_waiting_when_success_statuses_are_given(
     sim, scenario_dags, mode, request, caplog, capfd
 ):
+    skip_on_30(mode, "reschedule", RESCHEDULE_ON_30)
     pid = pipeline_for(request)
     script(sim, pid)
     then(sim, pid, (1, "deployed", "Pushed to registry"), (2.5, "success", "Anchore Scan Completed"))
@@ -141,6 +161,7 @@ def test_a_token_refused_during_the_wait_fails_with_the_auth_error(
     sim, scenario_dags, mode, request, caplog, capfd
 ):
     """The token's owner loses the role v1 routes need after the first look: every mode fails the same way."""
+    skip_on_30(mode, "deferrable", RICH_TRACEBACK_ON_30)
     pid = pipeline_for(request)
     script(sim, pid)
 
