@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import os
 import pathlib
 import socket
@@ -11,6 +12,10 @@ _ROOT = pathlib.Path(__file__).resolve().parent.parent
 os.environ.setdefault("AIRFLOW_HOME", str(_ROOT / ".airflow-home"))
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__DAGS_FOLDER", str(_ROOT / "example_dags"))
+# Airflow 3.0's dag.test() prints task errors as rich tracebacks wrapped to the terminal width (80 columns when
+# not a terminal), splitting the messages the tests look for across lines: a wide one keeps each on one line.
+if importlib.metadata.version("apache-airflow").startswith("3.0."):
+    os.environ.setdefault("COLUMNS", "1000")
 
 import pytest  # noqa: E402
 from connections import MOTO_CONN_ID, aws_moto_conn_json  # noqa: E402
