@@ -451,3 +451,50 @@ def test_the_operator_returns_the_summary_or_fails(base, tmp_path):
     _write(folders[0], "part-00000.ndjson.gz", b"garbage")
     with pytest.raises(LandingIntegrityError, match=r"1 tampered.*part-00000.ndjson.gz"):
         operator.execute({})
+
+
+# -- the example DAG ------------------------------------------------------------------------------------
+LOG_TYPES = ("user_activity", "audit", "token_activity", "pipeline_activity")
+FEB1, MAR1 = pendulum.datetime(2026, 2, 1), pendulum.datetime(2026, 3, 1)
+
+
+def test_the_monthly_evidence_dag_verifies_last_month_and_keeps_the_reports(
+    airflow_db, sim, tmp_path, monkeypatch
+):
+    from airflow.utils.state import DagRunState, TaskInstanceState
+    from dag_runs import load_example_dag
+
+    base = (tmp_path / "archive").as_uri()
+    monkeypatch.setenv("AIRFLOW_VAR_OPSERA_OUTPUT_BASE", base)
+    hook = OpseraHook()
+    for log_type in LOG_TYPES:
+        sim.generate(log_type, FEB1, MAR1, 28 * 3)
+        for day in range(28):
+            start = FEB1.add(days=day)
+            batches = hook.iter_log_batches(log_type, start, start.add(days=1), raw=True)
+            folder = ObjectStoragePath(f"{base}/opsera/{log_type}/dt={start.to_date_string()}/")
+            meta = {"log_type": log_type, "start": start.isoformat(), "end": start.add(days=1).isoformat()}
+            land(([r.payload for r in b] for b in batches), folder, meta)
+            ensure_chain(folder)
+    dag = load_example_dag("opsera_monthly_evidence")
+
+    run = dag.test(logical_date=MAR1)
+    assert (run.data_interval_start, run.data_interval_end) == (FEB1, MAR1)
+    assert run.state == DagRunState.SUCCESS
+    for log_type in LOG_TYPES:
+        saved = json.loads(
+            (tmp_path / "archive" / "opsera-evidence" / log_type / "2026-02" / "report.json").read_text()
+        )
+        assert saved["ok"] and saved["counts"] == {"ok": 28} and saved["against_api"]
+        assert sum(i["api_records"] for i in saved["intervals"]) == 28 * 3
+
+    sim.generate("audit", FEB1.add(days=9), FEB1.add(days=10), 2)  # late audit records on Feb 10
+    run = dag.test(logical_date=MAR1)
+    assert run.state == DagRunState.FAILED
+    states = {ti.task_id: ti.state for ti in run.get_task_instances()}
+    assert states.pop("verify_audit") == TaskInstanceState.FAILED
+    assert set(states.values()) == {TaskInstanceState.SUCCESS}
+    saved = json.loads(
+        (tmp_path / "archive" / "opsera-evidence" / "audit" / "2026-02" / "report.json").read_text()
+    )
+    assert saved["counts"] == {"ok": 27, "drift": 1} and saved["intervals"][9]["drift"] == 2
