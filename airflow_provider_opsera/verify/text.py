@@ -9,8 +9,6 @@ from pendulum import DateTime
 
 from airflow_provider_opsera.verify.model import IntervalResult, Status, VerificationReport
 
-_DETAIL_WIDTH = 100
-
 
 def interval_label(start: DateTime, end: DateTime) -> str:
     """``2026-01-01`` for a whole UTC day, else ``2026-01-01 05:00`` (the start; the step is in the header)."""
@@ -100,9 +98,8 @@ def table(report: VerificationReport, *, full: bool = False) -> str:
             )
             continue
         for cell in run:
-            text = detail(cell)
-            if len(text) > _DETAIL_WIDTH:
-                text = text[: _DETAIL_WIDTH - 3] + "..."
+            # One finding a line; the folder named only when the interval has more than one.
+            said = [f.text() if len(cell.folders) > 1 else f.message for f in cell.findings] or [""]
             rows.append(
                 (
                     interval_label(cell.start, cell.end),
@@ -112,9 +109,10 @@ def table(report: VerificationReport, *, full: bool = False) -> str:
                     _revisions(cell),
                     _n(cell.api_records) if report.against_api else "",
                     _drift(cell.drift),
-                    text,
+                    said[0],
                 )
             )
+            rows += [("", "", "", "", "", "", "", more) for more in said[1:]]
     if not report.against_api:  # no API columns
         head = head[:5] + head[7:]
         rows = [r[:5] + r[7:] for r in rows]
