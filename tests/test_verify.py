@@ -354,8 +354,13 @@ def test_an_archive_on_s3(moto_s3):
     assert report.folders[0].uri == f"{base}/opsera/audit/dt=2026-01-01"
     _write(folders[2], "part-00000.ndjson.gz", gzip.compress(b'{"_id":"x"}\n' * 4))
     folders[0].fs.rm(f"{folders[0].path.rstrip('/')}/manifest.json")
-    report = verify(base, days=3, conn_id=MOTO_CONN_ID)
+    report = verify(
+        base, days=3, conn_id=MOTO_CONN_ID, report_path=f"{base}/evidence/", report_conn_id=MOTO_CONN_ID
+    )
     assert statuses(report) == {"2026-01-01": "missing", "2026-01-02": "ok", "2026-01-03": "tampered"}
+    evidence = ObjectStoragePath(f"{base}/evidence/", conn_id=MOTO_CONN_ID)
+    assert json.loads(_read(evidence, "report.json"))["counts"] == {"ok": 1, "missing": 1, "tampered": 1}
+    assert b'data-status="tampered"' in _read(evidence, "report.html")
 
 
 # -- against the API ------------------------------------------------------------------------------------
