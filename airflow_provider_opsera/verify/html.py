@@ -50,7 +50,7 @@ ul.legend li { display: flex; align-items: center; gap: 6px; }
 .pad.out { background: #f6f8fa; }
 .day-row { display: flex; align-items: center; gap: 4px; margin-bottom: 4px; }
 .day-row .label { width: 90px; margin: 0; }
-.day-row .cell { width: 40px; height: 34px; }
+.day-row .cell { width: 48px; height: 36px; }
 .flow { display: flex; flex-wrap: wrap; gap: 4px; }
 .flow .cell { width: 96px; }
 .s-missing { background-image: repeating-linear-gradient(45deg, transparent 0 5px, rgba(255,255,255,.6) 5px 9px);
