@@ -9,7 +9,7 @@ last ``n`` units, up to the server's now. That is the lever everything here rest
 - A complete window that reaches up to now proves its newest record of the watched run is the newest
   anywhere. So the search keeps *coverage*: a span of time, contiguous up to the last poll, in which every
   record has been seen. What it learned there is carried as at most two records
-  (:func:`~airflow_provider_opsera.pipeline_status.relevant`).
+  (:func:`~airflow_provider_opsera.pipeline.decision.relevant`).
 - The first look asks for the whole ``lookback``; if that is capped it narrows to the longest window that
   is not, then tries whole days (``date=``) further back, which a quiet account answers completely.
 - Later polls ask only for what is new: ``range`` = time since the last poll was sent, plus a margin for
@@ -33,7 +33,7 @@ from typing import Any
 
 from airflow_provider_opsera.catalogue import endpoint_for
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
-from airflow_provider_opsera.pipeline_status import StatusRules, Watch, decide, record_order, relevant
+from airflow_provider_opsera.pipeline.decision import StatusRules, Watch, decide, record_order, relevant
 from airflow_provider_opsera.timeutils import created_key
 
 PIPELINE = endpoint_for("pipeline_activity")

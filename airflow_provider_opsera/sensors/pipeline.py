@@ -20,7 +20,7 @@ from airflow_provider_opsera.compat import (
 )
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.hooks.opsera import OpseraHook
-from airflow_provider_opsera.pipeline_status import (
+from airflow_provider_opsera.pipeline.decision import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_WAITING_STATUSES,
     Decision,
@@ -29,7 +29,7 @@ from airflow_provider_opsera.pipeline_status import (
     Watch,
     decide,
 )
-from airflow_provider_opsera.pipeline_watch import WatchSearch, coverage_note, parse_lookback, run_round_sync
+from airflow_provider_opsera.pipeline.search import WatchSearch, coverage_note, parse_lookback, run_round_sync
 from airflow_provider_opsera.triggers.pipeline import OpseraPipelineStatusTrigger
 
 if TYPE_CHECKING:

@@ -12,8 +12,8 @@ from airflow.triggers.base import BaseTrigger, TriggerEvent
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import OpseraAuthError
 from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook
-from airflow_provider_opsera.pipeline_status import Outcome, StatusRules, Watch, decide
-from airflow_provider_opsera.pipeline_watch import (
+from airflow_provider_opsera.pipeline.decision import Outcome, StatusRules, Watch, decide
+from airflow_provider_opsera.pipeline.search import (
     CLOCK_MARGIN,
     NARROW_TARGET,
     PIPELINE,

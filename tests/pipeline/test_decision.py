@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from airflow_provider_opsera.pipeline_status import (
+from airflow_provider_opsera.pipeline.decision import (
     DEFAULT_FAILURE_STATUSES,
     DEFAULT_WAITING_STATUSES,
     Outcome,

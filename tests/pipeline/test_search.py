@@ -18,8 +18,8 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
-from airflow_provider_opsera.pipeline_status import StatusRules, Watch, decide
-from airflow_provider_opsera.pipeline_watch import (
+from airflow_provider_opsera.pipeline.decision import StatusRules, Watch, decide
+from airflow_provider_opsera.pipeline.search import (
     CLOCK_MARGIN,
     WatchSearch,
     WatchState,

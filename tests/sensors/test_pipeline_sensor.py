@@ -17,7 +17,7 @@ from airflow_compat import (
 )
 
 from airflow_provider_opsera.exceptions import OpseraAuthError, OpseraError
-from airflow_provider_opsera.pipeline_watch import WatchState
+from airflow_provider_opsera.pipeline.search import WatchState
 from airflow_provider_opsera.sensors.pipeline import OpseraPipelineStatusSensor
 from airflow_provider_opsera.triggers.pipeline import OpseraPipelineStatusTrigger
 

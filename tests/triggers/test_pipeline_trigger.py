@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from airflow_provider_opsera.pipeline_watch import WatchState
+from airflow_provider_opsera.pipeline.search import WatchState
 from airflow_provider_opsera.testing.pytest_plugin import opsera_simulator  # noqa: F401
 from airflow_provider_opsera.triggers.pipeline import OpseraPipelineStatusTrigger
 
