@@ -79,15 +79,12 @@ class StatusRules:
         return rules
 
     def to_json(self) -> dict[str, Any]:
+        """The rules as JSON, keyed like :meth:`build`'s arguments: ``build(**rules.to_json()) == rules``."""
         return {
             "waiting": sorted(self.waiting),
             "failure": sorted(self.failure),
             "success": None if self.success is None else sorted(self.success),
         }
-
-    @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> StatusRules:
-        return cls.build(data.get("waiting"), data.get("failure"), data.get("success"))
 
 
 def _text(value: Any) -> str | None:
@@ -187,10 +184,6 @@ class Decision:
     reason: str
     #: True when the status is in none of the sets and ``success_statuses`` was given: waiting, with a warning.
     unknown_status: bool = False
-
-    @property
-    def done(self) -> bool:
-        return self.outcome is not Outcome.WAIT
 
 
 def message_of(record: Mapping[str, Any]) -> str:

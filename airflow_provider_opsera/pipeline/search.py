@@ -25,6 +25,7 @@ and received, and says what to ask next. ``run_round_sync`` / ``run_round_async`
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import math
 import re
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -34,7 +35,7 @@ from typing import Any
 from airflow_provider_opsera.catalogue import endpoint_for
 from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
 from airflow_provider_opsera.pipeline.decision import StatusRules, Watch, decide, record_order, relevant
-from airflow_provider_opsera.timeutils import created_key
+from airflow_provider_opsera.timeutils import created_key, sort_key, to_utc
 
 PIPELINE = endpoint_for("pipeline_activity")
 #: Seconds: clock skew between the machines that poll (worker, triggerer), and records that become visible a
@@ -91,7 +92,7 @@ def _day_start(day: dt.date) -> float:
 
 def _key(epoch: float) -> str:
     """The comparable text form of an epoch time, as :func:`created_key` gives for ``createdAt``."""
-    return dt.datetime.fromtimestamp(epoch, dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return sort_key(to_utc(dt.datetime.fromtimestamp(epoch, dt.timezone.utc)))
 
 
 @dataclass
@@ -130,18 +131,29 @@ class WatchState:
         )
 
 
+class Kind(enum.Enum):
+    """What a :class:`Query` asks for."""
+
+    #: ``range=``: a window of the given length, up to the server's now.
+    LOOK = "look"
+    #: ``date=``: one whole UTC day.
+    DAY = "day"
+    #: ``range=``: what is new since the frontier, its length computed when sent.
+    POLL = "poll"
+
+
 @dataclass(frozen=True)
 class Query:
-    """One request of the plan. ``poll`` queries compute their ``range`` when sent, from the frontier."""
+    """One request of the plan. ``POLL`` queries compute their ``range`` when sent, from the frontier."""
 
-    kind: str  # "look" (a suffix window), "day" (date=), "poll" (what is new since the frontier)
+    kind: Kind
     range_s: int | None = None
     day: dt.date | None = None
     anchor: float | None = None
 
     def window(self, now: float) -> int:
         """Seconds of the ``range`` asked for when sent at ``now``."""
-        if self.kind == "poll":
+        if self.kind is Kind.POLL:
             assert self.anchor is not None
             return max(1, math.ceil(now - self.anchor + CLOCK_MARGIN + REQUEST_ALLOWANCE))
         assert self.range_s is not None
@@ -149,7 +161,7 @@ class Query:
 
     def params(self, now: float, filters: Mapping[str, str], cap: int) -> dict[str, str]:
         params = dict(filters)
-        if self.kind == "day":
+        if self.kind is Kind.DAY:
             assert self.day is not None
             params["date"] = self.day.isoformat()
         else:
@@ -178,7 +190,8 @@ class WatchSearch:
     """The plan of requests that keeps :class:`WatchState` proven, one round at a time.
 
     ``WatchSearch(watch, None, lookback_s=..., now=...)`` starts with the first look;
-    ``WatchSearch(watch, state, ...)`` resumes with polls. Between rounds, call :meth:`start_poll`.
+    ``WatchSearch(watch, state, ...)`` resumes with polls. :attr:`pending` is the next request of the round
+    (None when the round is over); between rounds, call :meth:`start_poll`.
     """
 
     def __init__(
@@ -206,11 +219,12 @@ class WatchSearch:
         self._fresh = False
         if state is None:
             self.state = WatchState(horizon=now - lookback_s)
-            self._pending: Query | None = Query("look", range_s=lookback_s)
+            #: The next request of this round, or None when the round is over.
+            self.pending: Query | None = Query(Kind.LOOK, range_s=lookback_s)
             self._fresh = True
         else:
             self.state = state
-            self._pending = self._poll_query()
+            self.pending = self._poll_query()
 
     # -- rounds ---------------------------------------------------------------------------------------------
     def start_poll(self) -> None:
@@ -218,19 +232,12 @@ class WatchSearch:
         self.stats = RoundStats()
         self.hints = []
         self._repolls = 0
-        self._pending = self._poll_query()
+        self.pending = self._poll_query()
 
     def _poll_query(self) -> Query:
         if self.state.frontier is None:  # no complete window yet (cannot happen after a first look)
-            return Query("look", range_s=self.lookback_s)
-        return Query("poll", anchor=self.state.frontier)
-
-    def next_query(self) -> Query | None:
-        """The next request of this round, or None when the round is over."""
-        return self._pending
-
-    def params(self, query: Query, now: float) -> dict[str, str]:
-        return query.params(now, self.filters, self.cap)
+            return Query(Kind.LOOK, range_s=self.lookback_s)
+        return Query(Kind.POLL, anchor=self.state.frontier)
 
     def take_notes(self) -> list[str]:
         notes, self.notes = self.notes, []
@@ -253,7 +260,7 @@ class WatchSearch:
         if capped:
             self.stats.capped += 1
             self.hints.extend(relevant(self.watch, records))
-        if query.kind == "day":
+        if query.kind is Kind.DAY:
             self._on_day(query, records, capped)
         elif capped:
             self._on_capped(query, sent, count, records)
@@ -264,7 +271,7 @@ class WatchSearch:
         self, query: Query, sent: float, count: int | None, records: Sequence[Mapping[str, Any]]
     ) -> None:
         window = query.window(sent)
-        if query.kind == "poll":
+        if query.kind is Kind.POLL:
             self.notes.append(
                 f"The account logged {self.cap} or more pipeline records in the {format_range(window)} since the "
                 "last poll, more than one response holds: coverage restarts from the newest complete window, "
@@ -279,7 +286,7 @@ class WatchSearch:
                 "proven complete. Set pipeline_type to narrow the search.",
                 window="range=1s",
             )
-        self._pending = Query("look", range_s=_narrowed(window, count, records, sent, self.cap))
+        self.pending = Query(Kind.LOOK, range_s=_narrowed(window, count, records, sent, self.cap))
 
     def _on_window(
         self, query: Query, sent: float, received: float, records: Sequence[Mapping[str, Any]]
@@ -289,21 +296,21 @@ class WatchSearch:
         kept = _not_before(records, sent - window - CLOCK_MARGIN)
         state = self.state
         contiguous = (
-            query.kind == "poll"
+            query.kind is Kind.POLL
             and received - sent <= REQUEST_ALLOWANCE
             and state.frontier is not None
             and query.anchor == state.frontier
         )
-        if query.kind == "poll" and not contiguous and self._repolls < MAX_REPOLLS:
+        if query.kind is Kind.POLL and not contiguous and self._repolls < MAX_REPOLLS:
             # The answer came back too slowly to prove the window reached the previous poll: ask again.
             self._repolls += 1
-            self._pending = Query("poll", anchor=query.anchor)
+            self.pending = Query(Kind.POLL, anchor=query.anchor)
             return
         if contiguous:
             state.records = relevant(self.watch, [*state.records, *kept])
         else:
             # A first look, or coverage restarting after a gap: only this window is known.
-            if query.kind == "poll":
+            if query.kind is Kind.POLL:
                 state.gaps += 1
                 self.notes.append(
                     f"Polls took longer than {REQUEST_ALLOWANCE:g}s to answer, so a window could not be proven "
@@ -322,7 +329,7 @@ class WatchSearch:
         self._next_day = None
         self._days_floor = state.horizon if self._fresh else max(state.horizon, start - self.lookback_s)
         self._fresh = False
-        self._pending = self._older_day() if query.kind == "look" else None
+        self.pending = self._older_day() if query.kind is Kind.LOOK else None
 
     def _older_day(self) -> Query | None:
         """Extend coverage back by whole days while nothing of the watched run or step is known yet."""
@@ -334,7 +341,7 @@ class WatchSearch:
             self._next_day = _utc_day(state.covered_from + CLOCK_MARGIN)
         if _day_start(self._next_day) + 86400 <= self._days_floor:
             return None
-        return Query("day", day=self._next_day)
+        return Query(Kind.DAY, day=self._next_day)
 
     def _on_day(self, query: Query, records: Sequence[Mapping[str, Any]], capped: bool) -> None:
         state = self.state
@@ -345,7 +352,7 @@ class WatchSearch:
                 "pipeline records (the API's cap), and range only reaches back from now. Records older than "
                 f"{_key(state.covered_from or 0)[:19]}Z are not used; a run that finished before then is not seen."
             )
-            self._pending = None
+            self.pending = None
             return
         day_start = _day_start(query.day)
         kept = [
@@ -358,7 +365,7 @@ class WatchSearch:
         if state.covered_from <= state.horizon + CLOCK_MARGIN:
             state.complete, state.covered_from = True, state.horizon
         self._next_day = query.day - dt.timedelta(days=1)
-        self._pending = self._older_day()
+        self.pending = self._older_day()
 
 
 def needs_older(watch: Watch, records: Sequence[Mapping[str, Any]]) -> bool:
@@ -414,8 +421,7 @@ def _narrowed(
         guess = window // 8
         keys = [k for k in (created_key(r.get("createdAt")) for r in records) if k]
         if keys:
-            oldest = dt.datetime.strptime(min(keys), "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=dt.timezone.utc)
-            span = sent - oldest.timestamp()
+            span = sent - to_utc(min(keys)).timestamp()
             if span > 0:
                 guess = min(guess, math.floor(span * NARROW_TARGET))
     return max(1, min(window // 2, guess))
@@ -428,17 +434,17 @@ AsyncFetch = Callable[[dict[str, str]], Awaitable[tuple[int | None, list[dict[st
 
 def run_round_sync(search: WatchSearch, fetch: SyncFetch, clock: Callable[[], float]) -> RoundStats:
     """Run the search's current round with a blocking client."""
-    while (query := search.next_query()) is not None:
+    while (query := search.pending) is not None:
         sent = clock()
-        count, records = fetch(search.params(query, sent))
+        count, records = fetch(query.params(sent, search.filters, search.cap))
         search.feed(query, sent, clock(), count, records)
     return search.stats
 
 
 async def run_round_async(search: WatchSearch, fetch: AsyncFetch, clock: Callable[[], float]) -> RoundStats:
     """Run the search's current round with an async client."""
-    while (query := search.next_query()) is not None:
+    while (query := search.pending) is not None:
         sent = clock()
-        count, records = await fetch(search.params(query, sent))
+        count, records = await fetch(query.params(sent, search.filters, search.cap))
         search.feed(query, sent, clock(), count, records)
     return search.stats

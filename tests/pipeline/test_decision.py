@@ -159,7 +159,7 @@ def test_rules_validation():
         StatusRules.build(success=["success", " "])
     assert StatusRules.build(waiting="analyzing").waiting == frozenset({"analyzing"})
     rules = StatusRules.build(["Analyzing"], [], ["ok"])
-    assert StatusRules.from_json(rules.to_json()) == rules
+    assert StatusRules.build(**rules.to_json()) == rules
 
 
 # -- carrying knowledge forward ---------------------------------------------------------------------------
