@@ -19,7 +19,8 @@ last ``n`` units, up to the server's now. That is the lever everything here rest
   newest complete window with a warning.
 
 Nothing here does I/O or reads a clock: :class:`WatchSearch` is fed responses and the times they were sent
-and received, and says what to ask next. ``run_round_sync`` / ``run_round_async`` drive it.
+and received, and says what to ask next. ``run_round_sync`` / ``run_round_async`` drive it; between rounds,
+:func:`next_interval` paces the polls so that each window stays under the cap.
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ REQUEST_ALLOWANCE = 10.0
 NARROW_TARGET = 0.5
 #: A poll whose answer came back too slowly to prove contiguity is repeated at most this often.
 MAX_REPOLLS = 2
+#: Shortest pause between polls when the account is so busy that polls must come sooner than asked.
+MIN_POLL_INTERVAL = 1.0
 
 _UNITS = (("w", 604800), ("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 _LOOKBACK = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$", re.IGNORECASE)
@@ -398,6 +401,30 @@ def coverage_note(search: WatchSearch) -> str | None:
             "but it cannot be proven to be the newest."
         )
     return text
+
+
+def waiting_note(search: WatchSearch, rules: StatusRules) -> str:
+    """What the search could and could not see, for timeout messages."""
+    text = f"Last known: {decide(search.watch, rules, search.state.records).reason}."
+    note = coverage_note(search)
+    if note:
+        text += f" {note}"
+    if search.state.gaps:
+        text += f" Coverage restarted {search.state.gaps} time(s) because polls were capped."
+    return text
+
+
+def next_interval(state: WatchState, asked: float, cap: int = PIPELINE.cap) -> float:
+    """Seconds until the next poll: ``asked``, shortened so that the next window stays well under the cap.
+
+    A poll's window is the pause since the last one plus the margins: at the state's ``rate`` (records per
+    second in the last window), a pause up to ``NARROW_TARGET * cap / rate`` less the margins stays uncapped.
+    """
+    rate = state.rate or 0.0
+    if rate <= 0:
+        return asked
+    room = NARROW_TARGET * cap / rate - CLOCK_MARGIN - REQUEST_ALLOWANCE
+    return min(asked, max(MIN_POLL_INTERVAL, room))
 
 
 def _not_before(records: Sequence[Mapping[str, Any]], epoch: float) -> list[Mapping[str, Any]]:

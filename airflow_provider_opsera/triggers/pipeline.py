@@ -10,22 +10,18 @@ from typing import Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_opsera.catalogue import OpseraLogType
+from airflow_provider_opsera.connection import DEFAULT_CONN_ID
 from airflow_provider_opsera.exceptions import OpseraAuthError
 from airflow_provider_opsera.hooks.opsera import OpseraAsyncHook
 from airflow_provider_opsera.pipeline.decision import Outcome, StatusRules, Watch, decide
 from airflow_provider_opsera.pipeline.search import (
-    CLOCK_MARGIN,
-    NARROW_TARGET,
-    PIPELINE,
-    REQUEST_ALLOWANCE,
     WatchSearch,
     WatchState,
     coverage_note,
+    next_interval,
     run_round_async,
+    waiting_note,
 )
-
-#: Shortest pause between polls when the account is so busy that polls must come sooner than asked.
-MIN_POLL_INTERVAL = 1.0
 
 
 class OpseraPipelineStatusTrigger(BaseTrigger):
@@ -71,7 +67,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
         success_statuses: list[str] | None = None,
         lookback_s: int = 86400,
         pipeline_type: str | None = None,
-        opsera_conn_id: str = "opsera_default",
+        opsera_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = 60.0,
         deadline: float,
         state: dict[str, Any] | None = None,
@@ -113,7 +109,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
             event = await self._wait()
         except Exception as err:  # anything unexpected becomes the error event, never a silent hang
             self.log.exception("Waiting for %s failed.", self.watch.describe())
-            event = error_event(err, f"{type(err).__name__}: {err}")
+            event = _event("error", f"{type(err).__name__}: {err}", error=err)
         yield TriggerEvent(event)
 
     async def _wait(self) -> dict[str, Any]:
@@ -136,7 +132,7 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
                     stats = await run_round_async(search, fetch, time.time)
                 except Exception as err:
                     if not self.keep_polling_on_error:
-                        return error_event(err, str(err))
+                        return _event("error", str(err), error=err)
                     self.log.error(
                         "Poll of %s failed, polling on (silent_fail): %s", self.watch.describe(), err
                     )
@@ -157,49 +153,29 @@ class OpseraPipelineStatusTrigger(BaseTrigger):
                     decision = decide(self.watch, self.rules, search.state.records)
                     if decision.outcome is Outcome.SUCCESS:
                         self.log.info("%s", decision.reason)
-                        return {"status": "success", "message": decision.reason, "record": decision.record}
-                    if decision.outcome is Outcome.FAILURE:
-                        return {"status": "failure", "message": decision.reason, "record": decision.record}
+                    if decision.outcome is not Outcome.WAIT:
+                        return _event(decision.outcome.value, decision.reason, decision.record)
                     if decision.unknown_status:
                         self.log.warning("%s", decision.reason)
                 now = time.time()
                 if now >= self.deadline:
-                    return {
-                        "status": "timeout",
-                        "message": f"Sensor has timed out: {self.watch.describe()} did not finish by the "
-                        f"deadline. {waiting_note(search, self.rules)}",
-                        "record": None,
-                    }
-                await asyncio.sleep(min(self._interval(search.state), self.deadline - now))
-
-    def _interval(self, state: WatchState) -> float:
-        """The poll interval, shortened so that the next window stays well under the API's cap."""
-        rate = state.rate or 0.0
-        if rate <= 0:
-            return self.poll_interval
-        room = NARROW_TARGET * PIPELINE.cap / rate - CLOCK_MARGIN - REQUEST_ALLOWANCE
-        return min(self.poll_interval, max(MIN_POLL_INTERVAL, room))
+                    return _event(
+                        "timeout",
+                        f"Sensor has timed out: {self.watch.describe()} did not finish by the deadline. "
+                        f"{waiting_note(search, self.rules)}",
+                    )
+                await asyncio.sleep(min(next_interval(search.state, self.poll_interval), self.deadline - now))
 
 
-def error_event(err: BaseException, message: str) -> dict[str, Any]:
-    """The ``error`` event for ``err`` (JSON only); an auth failure keeps its class's message and status."""
-    if isinstance(err, OpseraAuthError):
-        return {
-            "status": "error",
-            "error": "auth",
-            "status_code": err.status_code,
-            "message": str(err),
-            "record": None,
-        }
-    return {"status": "error", "message": message, "record": None}
+def _event(
+    status: str, message: str, record: dict[str, Any] | None = None, *, error: BaseException | None = None
+) -> dict[str, Any]:
+    """The trigger's one event, plain JSON: ``status``, ``message`` and the deciding ``record`` (or None).
 
-
-def waiting_note(search: WatchSearch, rules: StatusRules) -> str:
-    """What the search could and could not see, for timeout messages."""
-    text = f"Last known: {decide(search.watch, rules, search.state.records).reason}."
-    note = coverage_note(search)
-    if note:
-        text += f" {note}"
-    if search.state.gaps:
-        text += f" Coverage restarted {search.state.gaps} time(s) because polls were capped."
-    return text
+    An ``error`` event for a refused token (``error`` an :class:`OpseraAuthError`) also carries
+    ``"error": "auth"`` and ``status_code``, with the auth error's own message, for the sensor to raise again.
+    """
+    event: dict[str, Any] = {"status": status, "message": message, "record": record}
+    if isinstance(error, OpseraAuthError):
+        event.update(error="auth", status_code=error.status_code, message=str(error))
+    return event

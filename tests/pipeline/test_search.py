@@ -21,10 +21,13 @@ from airflow_provider_opsera.exceptions import OpseraIncompleteResultError
 from airflow_provider_opsera.pipeline.decision import StatusRules, Watch, decide
 from airflow_provider_opsera.pipeline.search import (
     CLOCK_MARGIN,
+    MIN_POLL_INTERVAL,
+    REQUEST_ALLOWANCE,
     WatchSearch,
     WatchState,
     coverage_note,
     format_range,
+    next_interval,
     parse_lookback,
     run_round_sync,
 )
@@ -165,6 +168,14 @@ def test_parse_lookback_and_format_range():
         with pytest.raises(ValueError):
             parse_lookback(bad)
     assert [format_range(s) for s in (86400, 5400, 61, 604800, 0)] == ["1d", "90m", "61s", "1w", "1s"]
+
+
+def test_next_interval_keeps_the_next_poll_window_under_the_cap():
+    assert next_interval(WatchState(horizon=0.0), 60.0) == 60.0  # no poll yet: as asked
+    assert next_interval(WatchState(horizon=0.0, rate=0.1), 60.0) == 60.0  # a quiet account: as asked
+    busy = WatchState(horizon=0.0, rate=10.0)  # 10 records a second: 500 (half the cap) in 50 s
+    assert next_interval(busy, 60.0) == pytest.approx(50 - CLOCK_MARGIN - REQUEST_ALLOWANCE)
+    assert next_interval(WatchState(horizon=0.0, rate=1000.0), 60.0) == MIN_POLL_INTERVAL
 
 
 def test_a_quiet_account_is_one_request_and_complete():
