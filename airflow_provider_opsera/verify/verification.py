@@ -31,7 +31,7 @@ from airflow_provider_opsera.verify.model import (
 
 def signing_key_of(conn_id: str) -> bytes:
     """The HMAC key kept in an Airflow connection's password."""
-    from airflow.sdk import BaseHook
+    from airflow_provider_opsera.compat import BaseHook
 
     password = BaseHook.get_connection(conn_id).password
     if not password:
