@@ -16,8 +16,8 @@ from airflow_provider_opsera.compat import (
     AirflowFailException,
     AirflowSensorTimeout,
     AirflowSkipException,
-    AirflowTaskTimeout,
 )
+from airflow_provider_opsera.connection import DEFAULT_CONN_ID
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.hooks.opsera import OpseraHook
 from airflow_provider_opsera.pipeline.decision import (
@@ -93,7 +93,7 @@ class OpseraPipelineStatusSensor(BaseSensorOperator):
         success_statuses: Iterable[str] | None = None,
         lookback: str | int | timedelta = "1d",
         pipeline_type: str | None = None,
-        opsera_conn_id: str = "opsera_default",
+        opsera_conn_id: str = DEFAULT_CONN_ID,
         deferrable: bool | None = None,
         **kwargs: Any,
     ) -> None:
@@ -114,23 +114,19 @@ class OpseraPipelineStatusSensor(BaseSensorOperator):
         self.deferrable = _default_deferrable() if deferrable is None else bool(deferrable)
         self._search: WatchSearch | None = None
         self._warned_partial = False
+        #: When ``execute`` began (epoch seconds): the trigger's deadline is ``timeout`` after it.
+        self._started: float | None = None
 
     # -- the one check, shared by every mode -----------------------------------------------------------------
-    def _watch(self) -> Watch:
-        return Watch.build(self.pipeline_id, self.run_count, self.step_id, self.step_name)
-
-    def _pipeline_type(self) -> str | None:
-        text = str(self.pipeline_type).strip() if self.pipeline_type is not None else ""
-        return text or None
-
     def _check(self) -> Decision:
         """One round of requests (the first look, or what is new since the last poke) and the decision."""
-        watch = self._watch()
+        watch = Watch.build(self.pipeline_id, self.run_count, self.step_id, self.step_name)
         search = self._search
         # Reschedule mode starts each poke afresh (nothing survives between pokes); poke mode carries on.
         if search is None or self.reschedule or search.watch != watch:
+            pipeline_type = str(self.pipeline_type).strip() if self.pipeline_type is not None else ""
             search = self._search = WatchSearch(
-                watch, None, lookback_s=self.lookback_s, now=time.time(), pipeline_type=self._pipeline_type()
+                watch, None, lookback_s=self.lookback_s, now=time.time(), pipeline_type=pipeline_type or None
             )
         else:
             search.start_poll()
@@ -168,58 +164,44 @@ class OpseraPipelineStatusSensor(BaseSensorOperator):
             raise AirflowFailException(f"Opsera {decision.reason}")
         if decision.outcome is Outcome.SUCCESS:
             return PokeReturnValue(is_done=True, xcom_value=decision.record)
+        if self.deferrable:
+            self._defer()
         return False
 
     # -- modes -------------------------------------------------------------------------------------------------
     def execute(self, context: Context) -> Any:
+        """``BaseSensorOperator.execute`` in every mode, so Airflow alone handles timeouts and its fail flags.
+
+        Deferrable mode checks in the worker first (a run that already finished needs no trigger): its first
+        poke that finds the run still waiting defers instead of returning, and ``TaskDeferred`` leaves the
+        base class's poke loop untouched.
+        """
         self._search = None  # a retry starts with a fresh first look
         self._warned_partial = False
-        if not self.deferrable:
-            return super().execute(context)
-        started = time.time()
-        # Check once in the worker: a run that already finished needs no trigger.
-        done = self._first_poke(context)
-        if done is not None:
-            return done.xcom_value
-        state = self._search.state.to_json() if self._search is not None else None
+        self._started = time.time()
+        return super().execute(context)
+
+    def _defer(self) -> None:
+        """Hand the wait to the trigger, with what the checks in the worker learned."""
+        search = self._search
+        assert search is not None  # only called after a check
         self.defer(
             trigger=OpseraPipelineStatusTrigger(
-                **self._watch().to_json(),
+                **search.watch.to_json(),
                 waiting_statuses=self.waiting_statuses,
                 failure_statuses=self.failure_statuses,
                 success_statuses=self.success_statuses,
                 lookback_s=self.lookback_s,
-                pipeline_type=self._pipeline_type(),
+                pipeline_type=search.filters.get("type"),
                 opsera_conn_id=self.opsera_conn_id,
                 poll_interval=self.poke_interval,
-                deadline=started + self.timeout,
-                state=state,
+                deadline=(self._started or time.time()) + self.timeout,
+                state=search.state.to_json(),
                 keep_polling_on_error=self.silent_fail,
             ),
             method_name="execute_complete",
             timeout=timedelta(seconds=self.timeout) + DEFERRAL_GRACE,
         )
-
-    def _first_poke(self, context: Context) -> PokeReturnValue | None:
-        """``poke`` once, with the exception handling ``BaseSensorOperator.execute`` gives the other modes."""
-        try:
-            result = self.poke(context)
-        except (AirflowSensorTimeout, AirflowTaskTimeout, AirflowFailException) as err:
-            if self.soft_fail:
-                raise AirflowSkipException("Skipping due to soft_fail is set to True.") from err
-            if self.never_fail:
-                raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
-            raise
-        except AirflowSkipException:
-            raise
-        except Exception as err:
-            if self.never_fail:
-                raise AirflowSkipException("Skipping due to never_fail is set to True.") from err
-            if not self.silent_fail:
-                raise
-            self.log.exception("Sensor poke failed; deferring anyway (silent_fail).")
-            return None
-        return result if isinstance(result, PokeReturnValue) and result.is_done else None
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: the record on success; anything else fails (closed)."""

@@ -97,6 +97,28 @@ def test_a_failed_run_fails_in_the_worker_check_and_soft_fail_skips(sim):
         sensor(deferrable=True, soft_fail=True).execute({})
 
 
+def test_never_fail_skips_what_the_worker_check_raises(sim, monkeypatch):
+    anchore(sim, (-5, "analyzing"), (-2, "failed", "Anchore found 3 critical vulnerabilities"))
+    with pytest.raises(AirflowSkipException, match="never_fail"):
+        sensor(deferrable=True, never_fail=True).execute({})
+    monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json().replace(sim.token, "revoked"))
+    with pytest.raises(AirflowSkipException, match="never_fail"):
+        sensor(deferrable=True, never_fail=True).execute({})
+
+
+def test_silent_fail_checks_again_in_the_worker_then_defers(sim, monkeypatch):
+    """Airflow's poke loop logs a failed check and pokes again; the check that reads the API defers."""
+    monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", sim.connection_json({"max_retries": 0}))
+    anchore(sim, (-1, "analyzing"))
+    sim.inject("503", times=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        sensor(deferrable=True, silent_fail=True).execute({})
+    _, kwargs = deferred.value.trigger.serialize()
+    assert kwargs["keep_polling_on_error"] is True
+    assert WatchState.from_json(kwargs["state"]).records[-1]["status"] == "analyzing"
+    assert sim.request_count(status=503) == 1 and sim.request_count(status=200) >= 1
+
+
 def test_poke_mode_carries_what_it_knows_between_pokes(sim):
     sim.background_pipeline_traffic(10_000)
     anchore(sim, (-1, "analyzing"))
