@@ -113,3 +113,9 @@ class OpseraRecordError(OpseraError, ValueError):
 
 class LandingIntegrityError(OpseraError, ValueError):
     """A landed folder does not match its manifest (missing part, wrong count or sha256)."""
+
+
+class LandingConflictError(OpseraError):
+    """Another run of the same interval got in the way of this one's landing: it waited longer than allowed for
+    the folder's publish lock, or its own parts were removed because it was taken for a dead run. The folder's
+    published state is untouched; running the task again lands the interval."""

@@ -10,7 +10,14 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for
 from airflow_provider_opsera.connection import DEFAULT_CONN_ID
-from airflow_provider_opsera.landing import DEFAULT_RECORDS_PER_PART, land, storage_uri
+from airflow_provider_opsera.landing import (
+    DEFAULT_RECORDS_PER_PART,
+    WormSettings,
+    land,
+    signing_key,
+    sse_arguments,
+    storage_uri,
+)
 from airflow_provider_opsera.operators import outlets
 from airflow_provider_opsera.operators.base import LineageOutput, OpseraExtractOperator
 
@@ -28,11 +35,13 @@ class OpseraLogsOperator(OpseraExtractOperator):
 
     With ``output_path`` (any ``ObjectStoragePath`` URL: ``s3://bucket/prefix/``, ``file:///dir/``, with
     ``output_conn_id`` for its credentials), the records are written byte for byte as the API sent them to
-    gzipped NDJSON parts (``part-00000.ndjson.gz``, ...), then ``manifest.json`` (log type, interval, record
-    count, parts with their counts and sha256, provider version). A rerun of the interval replaces the
-    folder's content; a folder with a manifest is always complete. The manifest is the XCom value and the
-    folder is an outlet asset. Without ``output_path``, the records themselves are the XCom value, up to
-    ``max_xcom_records``.
+    gzipped NDJSON parts (``part-<run>-00000.ndjson.gz``, ...), then ``manifest.json`` (log type, interval,
+    record count, parts with their counts and sha256, provider version, and its place in the folder's revision
+    chain: ``revision``, ``previous``, ``reason``; every revision is kept under ``_manifests/``). A rerun of the
+    interval replaces the folder's content; a folder with a manifest is always complete, also while runs of the
+    same interval overlap (they take turns publishing; see :mod:`airflow_provider_opsera.landing`). The
+    manifest is the XCom value and the folder is an outlet asset. Without ``output_path``, the records
+    themselves are the XCom value, up to ``max_xcom_records``.
 
     :param log_type: ``user_activity``, ``audit``, ``token_activity`` or ``pipeline_activity`` (fixed by
         the four subclasses).
@@ -44,6 +53,13 @@ class OpseraLogsOperator(OpseraExtractOperator):
     :param output_conn_id: the connection for ``output_path``'s store (e.g. an ``aws`` connection).
     :param max_xcom_records: most records returned through XCom when there is no ``output_path``.
     :param records_per_part: most records in one part file.
+    :param worm: land for an S3 bucket with Object Lock: ``{"mode": "COMPLIANCE" | "GOVERNANCE",
+        "retain_for": "P7Y", "legal_hold": False}`` (``retain_for`` also a ``timedelta`` or seconds). Every
+        object is written with that retention and legal hold; nothing is ever deleted or overwritten.
+    :param sse: server-side encryption for every object written to S3, e.g. ``{"ServerSideEncryption":
+        "aws:kms", "SSEKMSKeyId": "alias/audit"}``.
+    :param signing_conn_id: sign each manifest with HMAC-SHA256; the key is this connection's password (any
+        connection type, e.g. ``generic``) and the signature's ``key_id`` is the connection id.
     """
 
     template_fields: Sequence[str] = (*OpseraExtractOperator.template_fields, "output_path", "output_conn_id")
@@ -61,6 +77,9 @@ class OpseraLogsOperator(OpseraExtractOperator):
         output_conn_id: str | None = None,
         max_xcom_records: int = 1000,
         records_per_part: int = DEFAULT_RECORDS_PER_PART,
+        worm: WormSettings | Mapping[str, Any] | None = None,
+        sse: Mapping[str, Any] | None = None,
+        signing_conn_id: str | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(
@@ -74,6 +93,11 @@ class OpseraLogsOperator(OpseraExtractOperator):
         if records_per_part < 1:
             raise ValueError(f"records_per_part must be at least 1, not {records_per_part}.")
         self.records_per_part = records_per_part
+        WormSettings.coerce(worm)  # checked when the DAG is parsed; used as given
+        sse_arguments(sse)
+        self.worm = worm
+        self.sse = sse
+        self.signing_conn_id = signing_conn_id
         self._dataset_folder: str | None = None
         if output_path is not None:
             unrendered = str(output_path)
@@ -142,6 +166,10 @@ class OpseraLogsOperator(OpseraExtractOperator):
             # Level 1: 2.5x less CPU than level 6 for parts about 20% larger (benchmarks/RESULTS.md, W1(b)).
             compresslevel=1,
             on_batch=lambda n: progress.add(n, hook.last_stats),
+            worm=self.worm,
+            sse=self.sse,
+            signing_key=signing_key(self.signing_conn_id) if self.signing_conn_id else None,
+            signing_key_id=self.signing_conn_id,
         )
         size = sum(p["bytes"] for p in manifest["parts"])
         self.log.info(

@@ -61,7 +61,7 @@ def check_landed(sim, base: str, conn_id: str | None) -> dict[str, int]:
             NEXT.isoformat(),
         )
         names = {p.name for p in folder.iterdir()}
-        assert names == {"manifest.json", *(p["name"] for p in manifest["parts"])}, log_type
+        assert names == {"manifest.json", "_manifests", *(p["name"] for p in manifest["parts"])}, log_type
         counts[log_type] = len(truth)
     return counts
 
@@ -112,6 +112,8 @@ def test_example_dag_lands_a_day_in_s3_and_a_rerun_keeps_one_copy(sim, dag, s3_b
         for lt in LOG_TYPES
         for name in [
             "manifest.json",
+            "_manifests/manifest-000001.json",  # the first run's revision, kept
+            "_manifests/manifest-000002.json",
             *(
                 p["name"]
                 for p in read_manifest(

@@ -174,12 +174,12 @@ def landed(folder) -> list[dict[str, Any]] | None:
 
 
 def assert_exactly(folder, sim) -> None:
-    """The ground truth, and nothing else in the folder: no stale part, no temporary file."""
+    """The ground truth, and nothing else in the folder: no stale part, no temporary file, no marker or lock."""
     from airflow_provider_opsera.landing import read_manifest
 
     assert landed(folder) == truth(sim)
     manifest = read_manifest(folder)
-    assert names(folder) == sorted(["manifest.json", *(p["name"] for p in manifest["parts"])])
+    assert names(folder) == sorted(["manifest.json", "_manifests", *(p["name"] for p in manifest["parts"])])
 
 
 def test_crash_in_the_first_run_leaves_nothing_complete_and_the_rerun_lands_the_truth(sim, store):
