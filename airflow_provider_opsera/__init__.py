@@ -10,6 +10,7 @@ __version__ = "0.1.0"
 
 from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.exceptions import (
+    LandingConflictError,
     LandingIntegrityError,
     OpseraAPIError,
     OpseraAuthError,
@@ -20,6 +21,7 @@ from airflow_provider_opsera.exceptions import (
 )
 
 __all__ = [
+    "LandingConflictError",
     "LandingIntegrityError",
     "OpseraAPIError",
     "OpseraAuthError",

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -45,6 +46,11 @@ def _write(folder: ObjectStoragePath, name: str, data: bytes) -> None:
 def _read(folder: ObjectStoragePath, name: str) -> bytes:
     with folder.fs.open(f"{folder.path.rstrip('/')}/{name}", "rb") as handle:
         return handle.read()
+
+
+def _part(folder: ObjectStoragePath, index: int) -> str:
+    """The name of the folder's index-th part, as its manifest lists it (part names are run-unique)."""
+    return json.loads(_read(folder, "manifest.json"))["parts"][index]["name"]
 
 
 def _kept(folder: ObjectStoragePath) -> list[str]:
@@ -190,10 +196,9 @@ def test_a_hand_written_format_1_manifest_is_a_warning(base):
 def test_a_tampered_part_and_a_missing_part_are_tampered(base, capsys):
     folders = archive(base)
     # Day 2: a part rewritten with other records (same count); day 4: a part deleted.
-    _write(
-        folders[1], "part-00000.ndjson.gz", gzip.compress(b"".join(r + b"\n" for r in records(4, "forged")))
-    )
-    folders[3].fs.rm(f"{folders[3].path.rstrip('/')}/part-00001.ndjson.gz")
+    forged, deleted = _part(folders[1], 0), _part(folders[3], 1)
+    _write(folders[1], forged, gzip.compress(b"".join(r + b"\n" for r in records(4, "forged"))))
+    folders[3].fs.rm(f"{folders[3].path.rstrip('/')}/{deleted}")
     report = verify(base)
     assert not report.ok
     assert statuses(report) == {
@@ -204,8 +209,8 @@ def test_a_tampered_part_and_a_missing_part_are_tampered(base, capsys):
         "2026-01-05": "ok",
     }
     messages = [f.message for i in report.intervals for f in i.findings]
-    assert any("part-00000.ndjson.gz's sha256" in m for m in messages)
-    assert "part-00001.ndjson.gz is missing" in messages
+    assert any(f"{forged}'s sha256" in m for m in messages)
+    assert f"{deleted} is missing" in messages
     code = main([base, "--log-type", "audit", "--from", "2026-01-01", "--to", "2026-01-06", "--no-report"])
     assert code == 1
     assert "FAILED: 5 intervals (3 ok, 2 tampered)" in capsys.readouterr().out
@@ -308,7 +313,7 @@ def test_hourly_folders_are_placed_by_their_manifests(base):
 
 def test_folders_outside_the_range_are_not_checked(base):
     folders = archive(base, days=4)
-    _write(folders[0], "part-00000.ndjson.gz", b"not gzip")  # day 1, outside [Jan 2, Jan 4)
+    _write(folders[0], _part(folders[0], 0), b"not gzip")  # day 1, outside [Jan 2, Jan 4)
     report = verify_archive(base, "audit", "2026-01-02", "2026-01-04")
     assert report.ok and statuses(report) == {"2026-01-02": "ok", "2026-01-03": "ok"}
 
@@ -352,7 +357,7 @@ def test_an_archive_on_s3(moto_s3):
     report = verify(base, days=3, conn_id=MOTO_CONN_ID)
     assert report.ok and set(statuses(report).values()) == {"ok"}
     assert report.folders[0].uri == f"{base}/opsera/audit/dt=2026-01-01"
-    _write(folders[2], "part-00000.ndjson.gz", gzip.compress(b'{"_id":"x"}\n' * 4))
+    _write(folders[2], _part(folders[2], 0), gzip.compress(b'{"_id":"x"}\n' * 4))
     folders[0].fs.rm(f"{folders[0].path.rstrip('/')}/manifest.json")
     report = verify(
         base, days=3, conn_id=MOTO_CONN_ID, report_path=f"{base}/evidence/", report_conn_id=MOTO_CONN_ID
@@ -453,8 +458,9 @@ def test_the_operator_returns_the_summary_or_fails(base, tmp_path):
     json.dumps(summary)  # an XCom value
     assert (tmp_path / "evidence" / "report.md").is_file()
 
-    _write(folders[0], "part-00000.ndjson.gz", b"garbage")
-    with pytest.raises(LandingIntegrityError, match=r"1 tampered.*part-00000.ndjson.gz"):
+    garbled = _part(folders[0], 0)
+    _write(folders[0], garbled, b"garbage")
+    with pytest.raises(LandingIntegrityError, match=rf"1 tampered.*{re.escape(garbled)}"):
         operator.execute({})
 
 
