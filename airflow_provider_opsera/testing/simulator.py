@@ -87,6 +87,7 @@ class OpseraSimulator:
         self._api = SimulatedApi(seed, config, clock or _utc_now)
         self._pools = Pools.from_seed(seed)
         self._static: dict[OpseraLogType, StaticRecords] = {}
+        self._late: dict[OpseraLogType, Any] = {}
         self._scripted: StaticRecords | None = None
         self._n_sources = 0
         self._n_rules = 0
@@ -215,6 +216,37 @@ class OpseraSimulator:
                 source = self._static[log_type] = StaticRecords(log_type)
                 self._api.store.add(source)
             source.add(records)
+
+    def add_late_records(
+        self,
+        log_type: OpseraLogType | str,
+        records: Iterable[Mapping[str, Any]],
+        delay: Any,
+    ) -> None:
+        """Add explicit records that the API shows only ``delay`` after their ``createdAt`` (on the simulator's
+        clock, :meth:`now`): records persisted late. ``delay``: a ``timedelta`` or seconds, for every record,
+        or a mapping ``_id -> delay``."""
+        from airflow_provider_opsera.testing.late import LateRecords, delay_ms
+
+        log_type = OpseraLogType(log_type)
+        records = list(records)
+        delays = [delay_ms(delay[r["_id"]] if isinstance(delay, Mapping) else delay) for r in records]
+        with self._api.lock:
+            source = self._late.get(log_type)
+            if source is None:
+                source = self._late[log_type] = LateRecords(log_type)
+                self._api.store.add(source)
+            source.add(records, delays)
+
+    def update_record(self, log_type: OpseraLogType | str, record_id: str, **changes: Any) -> dict[str, Any]:
+        """Change an explicit record (``add_records``/``add_late_records``) in place, as the API would after a
+        pipeline step's status is rewritten: ``changes`` merged in, ``updatedAt`` = now unless given. Returns
+        the record as served from now on."""
+        from airflow_provider_opsera.testing.late import update_in
+
+        log_type = OpseraLogType(log_type)
+        with self._api.lock:
+            return update_in(self._api.store.sources[log_type], record_id, changes, to_ms(self.now()))
 
     def script_run(
         self,
