@@ -1,16 +1,29 @@
 """Running a load on one database connection, in one transaction.
 
-Into an existing table: COPY into a temporary table, then one upsert; the table is only touched at the end,
-under an advisory lock. A first load (the table does not exist yet, and no other load holds its lock) takes
-the lock first, creates the table without indexes, COPYs straight into it (nothing can conflict with rows of a
-table nobody else can see yet), then builds the primary key and indexes over the loaded rows: one index build
-each instead of an index insert per row, and no second copy of every row. A load that finds the lock taken
-stages its records meanwhile and takes the upsert path, so concurrent runs still extract in parallel.
+Every load first tries the table's advisory lock. A load that gets it holds it until it commits, and writes
+into the table as the records arrive:
+
+- a first load (the table does not exist yet) creates the table without indexes, COPYs straight into it
+  (nothing can conflict with rows of a table nobody else can see yet), then builds the primary key and
+  indexes over the loaded rows: one index build each instead of an index insert per row, and no second copy of
+  every row;
+- a load into an existing table (every daily run after the first) collects the records a chunk at a time
+  (:data:`CHUNK_ROWS`), asks the table whether it holds any of the chunk's ids (one index probe per id), and
+  COPYs a chunk of new records straight in; a chunk with any known id goes to a temporary staging table, and
+  after the last record one upsert moves the staged rows in (unchanged rows untouched, no row replaced by an
+  older version). A daily interval's records are new, so its rows are written once, while the API is still
+  answering, instead of twice after the last page.
+
+A load that finds the lock taken (another load is creating or writing the table) stages every record meanwhile
+and waits for the lock only before its upsert, so concurrent runs still extract in parallel; the lock keeps
+their upserts from deadlocking. A schema that does not exist yet is created under an advisory lock of its own
+(concurrent ``CREATE SCHEMA IF NOT EXISTS`` of one schema fails in PostgreSQL): a load that finds that lock
+taken stages its records and creates its table (in the then committed schema) at the end.
 
 Works on the connection :class:`~airflow.providers.postgres.hooks.postgres.PostgresHook` hands out: psycopg 3
 (``cursor.copy()`` and ``write_row``) or, where the hook still uses psycopg2 (SQLAlchemy 1.x), psycopg2's
-``copy_expert`` fed by a streaming reader. Records are written as they arrive, so memory stays flat, and
-nothing is committed unless everything succeeded.
+``copy_expert`` fed by a streaming reader. Records are written as they arrive (at most a chunk is held), so
+memory stays flat, and nothing is committed unless everything succeeded.
 """
 
 from __future__ import annotations
@@ -27,6 +40,7 @@ from airflow_provider_opsera.catalogue import FieldKind
 from airflow_provider_opsera.compat import copy_expert
 from airflow_provider_opsera.exceptions import OpseraError
 from airflow_provider_opsera.responses import Record
+from airflow_provider_opsera.transfers.postgres import fit
 from airflow_provider_opsera.transfers.postgres import sql as q
 from airflow_provider_opsera.transfers.postgres.rows import RowMapper, copy_line
 from airflow_provider_opsera.transfers.postgres.table import LOADED_AT, TableLayout
@@ -134,19 +148,12 @@ def _ensure_table(db: _Statements, layout: TableLayout, schema: str, table: str)
     """Create the table (and schema) if missing; add columns a newer catalogue knows. True if created."""
     existing = {name for (name,) in db.rows(q.EXISTING_COLUMNS, (schema, table))}
     if not existing:
-        # Look before creating: CREATE ... IF NOT EXISTS still needs the privilege to create.
-        if not db.rows(q.SCHEMA_EXISTS, (schema,)):
-            db.run(q.create_schema(schema))
+        _ensure_schema(db, schema)
         db.run(q.create_table(layout, schema, table))
         for statement in q.create_indexes(layout, schema, table):
             db.run(statement)
         return True
-    missing = sorted(layout.required - existing)
-    if missing:
-        raise OpseraError(
-            f"Table {schema}.{table} exists but lacks the column(s) {', '.join(missing)} that an Opsera "
-            f"{layout.log_type.value} table needs; load into a new table, or drop this one."
-        )
+    fit.check_fits(db.rows, layout, schema, table)  # created by another load meanwhile, or checked already
     for column in (*layout.columns, LOADED_AT):
         if column.name not in existing:
             db.run(q.add_column(schema, table, column))
@@ -155,6 +162,45 @@ def _ensure_table(db: _Statements, layout: TableLayout, schema: str, table: str)
 
 def _missing(db: _Statements, schema: str, table: str) -> bool:
     return not db.rows(q.EXISTING_COLUMNS, (schema, table))
+
+
+def _schema_exists(db: _Statements, schema: str) -> bool:
+    return bool(db.rows(q.SCHEMA_EXISTS, (schema,)))
+
+
+def _create_schema(db: _Statements, schema: str) -> None:
+    """``CREATE SCHEMA IF NOT EXISTS``, called under the schema's lock (so never against another load of this
+    provider); a unique violation from anyone else creating it at the same moment means it exists."""
+    db.run(sql.SQL("SAVEPOINT opsera_schema"))
+    try:
+        db.run(q.create_schema(schema))
+    except Exception as err:
+        if _sqlstate(err) not in ("23505", "42P06"):  # unique_violation, duplicate_schema
+            raise
+        db.run(sql.SQL("ROLLBACK TO SAVEPOINT opsera_schema"))
+    db.run(sql.SQL("RELEASE SAVEPOINT opsera_schema"))
+
+
+def _ensure_schema(db: _Statements, schema: str) -> None:
+    """The schema exists (in this transaction) once this returns; waits for a load creating it to commit."""
+    # Look before creating: CREATE ... IF NOT EXISTS still needs the privilege to create.
+    if _schema_exists(db, schema):
+        return
+    db.run(q.LOCK_SCHEMA, (schema,))
+    if not _schema_exists(db, schema):  # else created, and committed, by the load that held the lock
+        _create_schema(db, schema)
+
+
+def _own_schema(db: _Statements, schema: str) -> bool:
+    """Whether the schema exists or this load may create it now (its lock was free; then held until commit).
+    False: another load is creating it; this one stages its records meanwhile."""
+    if _schema_exists(db, schema):
+        return True
+    if not db.rows(q.TRY_LOCK_SCHEMA, (schema,))[0][0]:
+        return False
+    if not _schema_exists(db, schema):
+        _create_schema(db, schema)
+    return True
 
 
 def _sqlstate(err: BaseException) -> str | None:
@@ -182,11 +228,10 @@ class _Load:
 
 
 def _first_load(load: _Load) -> LoadResult:
-    """Create the table (and schema) without indexes, COPY every record into it, then index it."""
+    """Create the table without indexes (its schema exists: :func:`_own_schema`), COPY every record into
+    it, then index it."""
     db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
     layout = mapper.layout
-    if not db.rows(q.SCHEMA_EXISTS, (schema,)):
-        db.run(q.create_schema(schema))
     db.run(q.create_table(layout, schema, table, primary_key=False))
     statement = q.copy_into_table(layout, schema, table)
     rows = _stream(db, mapper, statement, load.batches, load.on_batch, derived=True)
@@ -204,20 +249,93 @@ def _first_load(load: _Load) -> LoadResult:
     return LoadResult(rows=rows, inserted=rows, updated=0, created=True)
 
 
-def _load_via_staging(load: _Load) -> LoadResult:
-    """COPY into a temporary table, then upsert from it (creating the table if it is still missing)."""
-    db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
-    layout = mapper.layout
+def _staging_table(db: _Statements, layout: TableLayout) -> str:
     staging = f"opsera_staging_{uuid.uuid4().hex[:12]}"
     db.run(q.create_staging(layout, staging))
-    rows = _stream(db, mapper, q.copy_into(layout, staging), load.batches, load.on_batch)
+    return staging
+
+
+def _upsert_staged(load: _Load, staging: str, *, locked: bool) -> tuple[int, int, bool]:
+    """Check the staged ids, then upsert them (taking the table's lock unless ``locked``, and creating the table
+    if it is still missing): (inserted, updated, created)."""
+    db, layout, schema, table = load.db, load.mapper.layout, load.schema, load.table
     twice = db.rows(q.duplicate_id(staging))
     if twice:
         raise _came_twice(layout, twice[0][0], schema, table)
-    db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
+    if not locked:
+        db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
     created = _ensure_table(db, layout, schema, table)
+    if not created and locked:  # this load may have COPYed some records straight in before staging others
+        twice = db.rows(q.loaded_here(schema, table, staging))
+        if twice:
+            raise _came_twice(layout, twice[0][0], schema, table)
     inserted, updated = db.rows(q.upsert(layout, schema, table, staging))[0]
-    return LoadResult(rows=rows, inserted=int(inserted), updated=int(updated), created=created)
+    return int(inserted), int(updated), created
+
+
+def _load_via_staging(load: _Load) -> LoadResult:
+    """COPY into a temporary table, then upsert from it (creating the table if it is still missing)."""
+    staging = _staging_table(load.db, load.mapper.layout)
+    rows = _stream(
+        load.db, load.mapper, q.copy_into(load.mapper.layout, staging), load.batches, load.on_batch
+    )
+    inserted, updated, created = _upsert_staged(load, staging, locked=False)
+    return LoadResult(rows=rows, inserted=inserted, updated=updated, created=created)
+
+
+#: Records a load into an existing table collects before asking the table which of their ids it holds: large
+#: enough that the probe and the COPY's round trips are a few per hundred thousand records, small enough to
+#: hold (a few MB of JSON).
+CHUNK_ROWS = 20_000
+
+
+def _chunks(batches: Iterable[list[Record]], size: int) -> Iterator[list[list[Record]]]:
+    chunk: list[list[Record]] = []
+    have = 0
+    for batch in batches:
+        chunk.append(batch)
+        have += len(batch)
+        if have >= size:
+            yield chunk
+            chunk, have = [], 0
+    if chunk:
+        yield chunk
+
+
+def _load_into_existing(load: _Load) -> LoadResult:
+    """Holding the table's lock: COPY each chunk of records whose ids the table does not hold yet straight into
+    it, stage the other chunks, and upsert those after the last record."""
+    db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
+    layout = mapper.layout
+    _ensure_table(db, layout, schema, table)  # columns a newer catalogue knows, before any row goes in
+    direct = q.copy_into_table(layout, schema, table)
+    probe = q.existing_id(schema, table)
+    staging: str | None = None
+    copied = staged = 0
+    for chunk in _chunks(load.batches, CHUNK_ROWS):
+        ids = [r.id for batch in chunk for r in batch]
+        if len(set(ids)) != len(ids):
+            raise _came_twice(layout, _first_repeat(ids), schema, table)
+        if staging is None and not db.rows(probe, (ids,)):
+            copied += _stream(db, mapper, direct, chunk, load.on_batch, derived=True)
+            continue
+        # A rerun or an overlapping interval: from here on, the upsert decides, row by row.
+        if staging is None:
+            staging = _staging_table(db, layout)
+        staged += _stream(db, mapper, q.copy_into(layout, staging), chunk, load.on_batch)
+    inserted = updated = 0
+    if staging is not None:
+        inserted, updated, _ = _upsert_staged(load, staging, locked=True)
+    return LoadResult(rows=copied + staged, inserted=copied + inserted, updated=updated)
+
+
+def _first_repeat(ids: list[str]) -> str:
+    seen: set[str] = set()
+    for rid in ids:
+        if rid in seen:
+            return rid
+        seen.add(rid)
+    return "?"  # pragma: no cover - called only when there is a repeat
 
 
 def load_records(
@@ -239,15 +357,19 @@ def load_records(
     try:
         with conn.cursor() as cursor:
             db = _Statements(cursor)
-            # A first load holds the table's lock from the start. If another load holds it (creating the table,
-            # or upserting), this one does not wait: it stages its records meanwhile, and waits for the lock
-            # only before its upsert, as every load into an existing table does.
-            first = (
-                _missing(db, schema, table)
-                and db.rows(q.TRY_LOCK_TABLE, (f"{schema}.{table}",))[0][0]
-                and _missing(db, schema, table)  # created and committed by another load just before
-            )
-            run = _first_load if first else _load_via_staging
+            # Refuse a relation that cannot take the load (a view, a wrong type, no key on _id) before any
+            # record is read or written.
+            if fit.check_relation(db.rows, mapper.layout, schema, table):
+                fit.check_fits(db.rows, mapper.layout, schema, table)
+            # A load that gets the table's lock holds it from the start and writes into the table as records
+            # arrive. If another load holds it (creating the table, or writing into it), this one does not
+            # wait: it stages its records meanwhile, and waits for the lock only before its upsert.
+            run: Callable[[_Load], LoadResult] = _load_via_staging
+            if db.rows(q.TRY_LOCK_TABLE, (f"{schema}.{table}",))[0][0]:
+                if not _missing(db, schema, table):
+                    run = _load_into_existing
+                elif _own_schema(db, schema):
+                    run = _first_load
             result = run(_Load(db, mapper, batches, schema, table, on_batch))
         conn.commit()
     except BaseException:
