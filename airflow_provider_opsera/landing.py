@@ -187,7 +187,7 @@ def signature_valid(manifest: Mapping[str, Any], key: bytes) -> bool:
 
 def signing_key(conn_id: str) -> bytes:
     """The manifest signing key held in an Airflow connection (any type, e.g. ``generic``): its password."""
-    from airflow.sdk import BaseHook
+    from airflow_provider_opsera.compat import BaseHook
 
     password = BaseHook.get_connection(conn_id).password
     if not password:
@@ -792,11 +792,13 @@ def _remove_unneeded(publisher: _Publisher, manifest: Mapping[str, Any]) -> None
 def _check_object_lock(folder: ObjectStoragePath) -> None:
     """A WORM landing needs a bucket with Object Lock (and so versioning) enabled: refuse before writing."""
     call = getattr(folder.fs, "call_s3", None)
-    where = f"bucket {folder.bucket!r} ({storage_uri(folder)})"
+    # Not ``folder.bucket``: on Airflow 3.0 it keeps the connection id (``conn@bucket``).
+    bucket = folder.path.lstrip("/").split("/", 1)[0]
+    where = f"bucket {bucket!r} ({storage_uri(folder)})"
     if call is None:
         raise ValueError(f"worm needs S3 through s3fs, which {storage_uri(folder)} does not use.")
     try:
-        answer = call("get_object_lock_configuration", Bucket=folder.bucket)
+        answer = call("get_object_lock_configuration", Bucket=bucket)
     except OSError as err:
         raise ValueError(
             f"worm needs a bucket with Object Lock enabled; {where} has none ({err}). Create the bucket with "
