@@ -37,6 +37,11 @@ try:
 except ImportError:  # Airflow 3.0 and 3.1
     from airflow.configuration import conf  # type: ignore[no-redef]
 
+try:
+    from airflow.providers.standard.triggers.temporal import DateTimeTrigger
+except ImportError:  # Airflow 3.0 without the standard provider's triggers
+    from airflow.triggers.temporal import DateTimeTrigger  # type: ignore[no-redef,import-not-found]
+
 
 def copy_expert(cursor: Any, statement: str, file: Any) -> None:
     """psycopg2's ``cursor.copy_expert(statement, file)``, raising what ``file.read()`` raised as itself.
@@ -78,6 +83,7 @@ __all__ = [
     "AirflowSkipException",
     "AirflowTaskTimeout",
     "BaseHook",
+    "DateTimeTrigger",
     "conf",
     "copy_expert",
 ]

@@ -10,10 +10,13 @@ from airflow.sdk import ObjectStoragePath
 
 from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for
 from airflow_provider_opsera.connection import DEFAULT_CONN_ID
+from airflow_provider_opsera.drift import identity
 from airflow_provider_opsera.landing import (
     DEFAULT_RECORDS_PER_PART,
     WormSettings,
+    iter_landed_records,
     land,
+    read_manifest,
     signing_key,
     sse_arguments,
     storage_uri,
@@ -27,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from pendulum import DateTime
 
+    from airflow_provider_opsera.drift import ApiRead, Drift
     from airflow_provider_opsera.hooks.opsera import OpseraHook
 
 
@@ -60,6 +64,15 @@ class OpseraLogsOperator(OpseraExtractOperator):
         "aws:kms", "SSEKMSKeyId": "alias/audit"}``.
     :param signing_conn_id: sign each manifest with HMAC-SHA256; the key is this connection's password (any
         connection type, e.g. ``generic``) and the signature's ``key_id`` is the connection id.
+    :param settle: do not read the interval before ``end + settle`` (default 5 minutes); see the shell,
+        :class:`~airflow_provider_opsera.operators.base.OpseraExtractOperator`, for ``deferrable``.
+    :param recheck: also re-verify the earlier intervals that ended within this span before ``start``, each
+        in its own folder (``output_path`` rendered for that interval), comparing with its manifest; needs
+        ``output_path``. A drifted interval is landed again as a new revision whose ``reason`` says why
+        (``"recheck: late records"``) and which carries the report under ``drift``.
+    :param recheck_mode: ``"count"`` or ``"full"`` (ids and ``updatedAt``).
+    :param on_drift: ``"reland"``, ``"warn"`` or ``"fail"``. The manifest returned as XCom gains ``"drift"``:
+        the report of every earlier interval that drifted.
     """
 
     template_fields: Sequence[str] = (*OpseraExtractOperator.template_fields, "output_path", "output_conn_id")
@@ -98,6 +111,8 @@ class OpseraLogsOperator(OpseraExtractOperator):
         self.worm = worm
         self.sse = sse
         self.signing_conn_id = signing_conn_id
+        if self.recheck is not None and output_path is None:
+            raise ValueError("recheck needs output_path: only landed intervals can be re-verified.")
         self._dataset_folder: str | None = None
         if output_path is not None:
             unrendered = str(output_path)
@@ -127,22 +142,79 @@ class OpseraLogsOperator(OpseraExtractOperator):
         return records
 
     def _folder(self) -> ObjectStoragePath:
-        if isinstance(self.output_path, ObjectStoragePath):
-            conn_id = self.output_conn_id or self.output_path.conn_id
-            return ObjectStoragePath(storage_uri(self.output_path), conn_id=conn_id)
-        path = str(self.output_path).strip()
-        if not path:
-            raise ValueError(
-                "output_path rendered to an empty string; it must name a folder, e.g. s3://bucket/prefix/."
-            )
-        return ObjectStoragePath(path, conn_id=self.output_conn_id or None)
+        return _folder_of(self.output_path, self.output_conn_id)
+
+    def _metadata(
+        self, hook: OpseraHook, lo: DateTime, hi: DateTime, filters: dict[str, str]
+    ) -> dict[str, Any]:
+        return {
+            "log_type": self.log_type.value,
+            "start": lo.isoformat(),
+            "end": hi.isoformat(),
+            "filters": filters,
+            "source": {"api": hook.settings.base_url, "endpoint": endpoint_for(self.log_type).path},
+        }
+
+    def _landing_options(self) -> dict[str, Any]:
+        return {
+            "records_per_part": self.records_per_part,
+            # Level 1: 2.5x less CPU than level 6 for parts about 20% larger (benchmarks/RESULTS.md, W1(b)).
+            "compresslevel": 1,
+            "worm": self.worm,
+            "sse": self.sse,
+            "signing_key": signing_key(self.signing_conn_id) if self.signing_conn_id else None,
+            "signing_key_id": self.signing_conn_id,
+        }
+
+    # -- recheck -------------------------------------------------------------------------------------------
+    def _recheck_target(self, fields: dict[str, Any]) -> ObjectStoragePath:
+        return _folder_of(fields["output_path"], fields.get("output_conn_id"))
+
+    def _target_name(self, target: Any) -> str:
+        return storage_uri(target)
+
+    def _landed_count(
+        self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]
+    ) -> int | None:
+        manifest = read_manifest(target)
+        return None if manifest is None else int(manifest["record_count"])
+
+    def _landed_versions(
+        self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]
+    ) -> dict[str, str | None]:
+        return dict(identity(line) for line in iter_landed_records(target, raw=True))
+
+    def _reland(
+        self,
+        context: Context,
+        hook: OpseraHook,
+        target: Any,
+        start: DateTime,
+        end: DateTime,
+        filters: dict[str, str],
+        read: ApiRead,
+        drift: Drift,
+    ) -> None:
+        manifest = land(
+            read.batches(),
+            target,
+            {**self._metadata(hook, start, end, filters), "drift": drift.to_dict()},
+            reason=drift.reason,
+            **self._landing_options(),
+        )
+        self.log.info(
+            "Landed %s again: revision %d (%s), %d records.",
+            storage_uri(target),
+            manifest["revision"],
+            manifest["reason"],
+            manifest["record_count"],
+        )
 
     def _land(
         self, context: Context, hook: OpseraHook, lo: DateTime, hi: DateTime, filters: dict[str, str]
     ) -> dict[str, Any]:
         folder = self._folder()
         uri = storage_uri(folder)
-        endpoint = endpoint_for(self.log_type)
         what = self._what(lo, hi, uri)
         self.log.info("Landing %s", what)
         progress = self._progress(what)
@@ -155,21 +227,9 @@ class OpseraLogsOperator(OpseraExtractOperator):
         manifest = land(
             payloads(),
             folder,
-            {
-                "log_type": self.log_type.value,
-                "start": lo.isoformat(),
-                "end": hi.isoformat(),
-                "filters": filters,
-                "source": {"api": hook.settings.base_url, "endpoint": endpoint.path},
-            },
-            records_per_part=self.records_per_part,
-            # Level 1: 2.5x less CPU than level 6 for parts about 20% larger (benchmarks/RESULTS.md, W1(b)).
-            compresslevel=1,
+            self._metadata(hook, lo, hi, filters),
             on_batch=lambda n: progress.add(n, hook.last_stats),
-            worm=self.worm,
-            sse=self.sse,
-            signing_key=signing_key(self.signing_conn_id) if self.signing_conn_id else None,
-            signing_key_id=self.signing_conn_id,
+            **self._landing_options(),
         )
         size = sum(p["bytes"] for p in manifest["parts"])
         self.log.info(
@@ -212,6 +272,18 @@ class OpseraLogsOperator(OpseraExtractOperator):
         asset = outlets.resolve(self._outlet, str(root), uri)
         self._emit_asset_event(context, asset, extra)
         self.log.info("Asset event for %s: %s", asset.uri, uri)
+
+
+def _folder_of(path: Any, conn_id: Any) -> ObjectStoragePath:
+    """The folder ``output_path`` (and ``output_conn_id``) rendered to."""
+    if isinstance(path, ObjectStoragePath):
+        return ObjectStoragePath(storage_uri(path), conn_id=conn_id or path.conn_id)
+    text = str(path).strip()
+    if not text:
+        raise ValueError(
+            "output_path rendered to an empty string; it must name a folder, e.g. s3://bucket/prefix/."
+        )
+    return ObjectStoragePath(text, conn_id=conn_id or None)
 
 
 class OpseraUserActivityLogsOperator(OpseraLogsOperator):

@@ -12,6 +12,7 @@ from airflow_provider_opsera.catalogue import OpseraLogType
 from airflow_provider_opsera.connection import DEFAULT_CONN_ID
 from airflow_provider_opsera.operators.base import LineageOutput, OpseraExtractOperator
 from airflow_provider_opsera.progress import Progress
+from airflow_provider_opsera.transfers.postgres import recheck
 from airflow_provider_opsera.transfers.postgres.load import LoadResult, load_records
 from airflow_provider_opsera.transfers.postgres.rows import ON_TYPE_MISMATCH, RowMapper
 from airflow_provider_opsera.transfers.postgres.table import default_table
@@ -22,6 +23,7 @@ if TYPE_CHECKING:
     from airflow.sdk import Context
     from pendulum import DateTime
 
+    from airflow_provider_opsera.drift import ApiRead, Drift
     from airflow_provider_opsera.hooks.opsera import OpseraHook
 
 
@@ -65,8 +67,17 @@ class OpseraLogsToPostgresOperator(OpseraExtractOperator):
     :param on_type_mismatch: what a documented field with an unexpected type does: ``"fail"`` (default; the
         error names the record's ``_id`` and the field) or ``"raw_only"`` (its column is NULL, the value stays
         in ``raw``, and the task log counts such values).
+    :param settle: do not read the interval before ``end + settle`` (default 5 minutes; see
+        :class:`~airflow_provider_opsera.operators.base.OpseraExtractOperator`, also for ``deferrable``).
+    :param recheck: also re-verify the earlier intervals that ended within this span before ``start``: the
+        API's count (``recheck_mode="count"``) or its ids and ``updatedAt`` (``"full"``) against the table's
+        rows of that interval (``created_at`` in it, matching ``filters``). A drifted interval is upserted
+        again (``on_drift="reland"``): late records are inserted, updated ones rewritten; rows the API no
+        longer holds are reported, never deleted.
+    :param on_drift: ``"reland"``, ``"warn"`` or ``"fail"``; the XCom value gains ``"drift"``.
 
-    Returns ``{"rows": n, "table": "schema.table", "inserted": i, "updated": u}``. Emits an asset event for
+    Returns ``{"rows": n, "table": "schema.table", "inserted": i, "updated": u}`` (and ``"drift"``, with
+    ``recheck``). Emits an asset event for
     ``postgres://host:port/database/schema/table`` through the asset alias :attr:`asset_alias` (the host is
     only known from the connection at run time), and reports the same table, with its columns and row count,
     as its OpenLineage output.
@@ -162,6 +173,55 @@ class OpseraLogsToPostgresOperator(OpseraExtractOperator):
             "inserted": result.inserted,
             "updated": result.updated,
         }
+
+    # -- recheck -------------------------------------------------------------------------------------------
+    def _recheck_target(self, fields: dict[str, Any]) -> tuple[str, str, str]:
+        schema = _identifier(fields.get("schema", self.schema), "schema")
+        table = _identifier(fields.get("table", self.table), "table")
+        return schema, table, str(fields.get("postgres_conn_id") or self.postgres_conn_id)
+
+    def _target_name(self, target: Any) -> str:
+        return f"{target[0]}.{target[1]}"
+
+    def _connect(self, target: Any) -> Any:
+        from airflow.providers.postgres.hooks.postgres import PostgresHook
+
+        return closing(PostgresHook(postgres_conn_id=target[2]).get_conn())
+
+    def _landed_count(
+        self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]
+    ) -> int | None:
+        with self._connect(target) as conn:
+            return recheck.landed_count(conn, target[0], target[1], start, end, filters)
+
+    def _landed_versions(
+        self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]
+    ) -> dict[str, str | None]:
+        with self._connect(target) as conn:
+            return recheck.landed_versions(conn, target[0], target[1], start, end, filters)
+
+    def _reland(
+        self,
+        context: Context,
+        hook: OpseraHook,
+        target: Any,
+        start: DateTime,
+        end: DateTime,
+        filters: dict[str, str],
+        read: ApiRead,
+        drift: Drift,
+    ) -> None:
+        mapper = RowMapper(self.log_type, self.on_type_mismatch)
+        with self._connect(target) as conn:
+            result = load_records(conn, mapper, read.records(), target[0], target[1])
+        self.log.info(
+            "Loaded %s again (%s): %d rows (%d new, %d changed).",
+            self._what(start, end, self._target_name(target)),
+            drift.reason,
+            result.rows,
+            result.inserted,
+            result.updated,
+        )
 
     def _report(
         self, what: str, result: LoadResult, mapper: RowMapper, progress: Progress, opsera: Any
