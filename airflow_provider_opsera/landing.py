@@ -68,7 +68,8 @@ was written: ``"first landing"``, ``"rerun"``, or what the caller says, e.g. ``"
 ``signature`` (:func:`sign_manifest`, :func:`signature_valid`). The key is the password of an Airflow
 connection of any type (e.g. ``generic``): :func:`signing_key`. A folder landed with format 1 keeps its
 ``manifest.json`` as revision 1, byte for byte, when it is first rerun. :func:`list_revisions` returns every
-revision's bytes, oldest first, for following the chain.
+revision's bytes, oldest first, for following the chain; :func:`history` what each revision says of itself
+(a revision written by a recheck carries its drift report under ``drift``).
 
 Records are written byte for byte as given (the API's own JSON), one per line, and streamed: memory holds
 one batch and the compressor's buffers, never a part or the interval.
@@ -936,6 +937,15 @@ def list_revisions(folder: ObjectStoragePath) -> list[tuple[bytes, dict]]:
             raise LandingIntegrityError(f"{REVISIONS}/{name} is listed but cannot be read.")
         revisions.append((data, json.loads(data)))
     return revisions
+
+
+def history(folder: ObjectStoragePath) -> list[dict[str, Any]]:
+    """The folder's revisions, oldest first, each as ``revision``, ``reason``, ``written_at``,
+    ``record_count``, ``run`` and, for a revision a recheck wrote, ``drift`` (the interval's drift report:
+    counts before and after, ids added, removed and changed). Read from ``_manifests/``: what was landed when,
+    and why each later revision replaced the one before."""
+    keys = ("revision", "reason", "written_at", "record_count", "run", "drift")
+    return [{k: m[k] for k in keys if k in m} for _, m in list_revisions(folder)]
 
 
 @overload

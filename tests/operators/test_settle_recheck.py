@@ -16,7 +16,7 @@ from airflow.sdk import DAG
 from connections import postgres_conn_json
 
 from airflow_provider_opsera import drift as drifts
-from airflow_provider_opsera.landing import iter_landed_records, list_revisions, read_manifest
+from airflow_provider_opsera.landing import history, iter_landed_records, list_revisions, read_manifest
 from airflow_provider_opsera.operators.base import DEFAULT_SETTLE
 from airflow_provider_opsera.operators.logs import OpseraAuditLogsOperator
 from airflow_provider_opsera.testing import OpseraSimulator
@@ -313,6 +313,11 @@ def test_a_late_record_is_landed_by_a_later_runs_recheck_in_its_own_folder(sim, 
         (2, "recheck: late records"),
     ]
     assert revisions[1]["drift"]["added_ids"] == [late["_id"]]
+    (_, relanded) = history(sim_path(folder[D1]))
+    assert (
+        relanded["reason"] == "recheck: late records"
+        and relanded["drift"]["count_after"] == report["count_after"]
+    )
     assert read_manifest_of(folder[D2])["revision"] == 1  # D2 is its own run's
 
     clock.now = D4.add(minutes=10)
