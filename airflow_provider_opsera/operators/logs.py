@@ -177,7 +177,21 @@ class OpseraLogsOperator(OpseraExtractOperator):
         self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]
     ) -> int | None:
         manifest = read_manifest(target)
-        return None if manifest is None else int(manifest["record_count"])
+        if manifest is None:
+            return None
+        landed = (manifest.get("start"), manifest.get("end"))
+        if landed != (start.isoformat(), end.isoformat()):
+            # e.g. an output_path without the interval in it: one folder, always the newest interval
+            self.log.warning(
+                "Recheck: %s holds [%s, %s), not [%s, %s): recheck needs a folder per interval "
+                "(e.g. dt={{ data_interval_start | ds }} in output_path); skipped.",
+                storage_uri(target),
+                *landed,
+                start.isoformat(),
+                end.isoformat(),
+            )
+            return None
+        return int(manifest["record_count"])
 
     def _landed_versions(
         self, target: Any, start: DateTime, end: DateTime, filters: dict[str, str]

@@ -488,3 +488,18 @@ def test_the_cheap_v2_count_is_exact_at_the_interval_edges(sim, clock):
         assert sim.request_count() <= 6
     assert drifts.api_count(hook, "user_activity", D1, D2, {}) is None  # v1: no cheap count
     assert drifts.api_count(hook, "audit", D1.add(seconds=5), D2, {}) is None  # not on whole minutes
+
+
+def test_a_folder_without_the_interval_in_its_path_is_not_mistaken_for_an_earlier_one(sim, clock, tmp_path):
+    """One folder for every run holds only the newest interval: a recheck must not compare it with another."""
+    sim.generate("audit", D1, D3, 40)
+    sim.add_late_records("audit", [rec(51, D1.add(hours=2))], delay=dt.timedelta(days=1))
+    with DAG("undated", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"), start_date=D1):
+        op = OpseraAuditLogsOperator(task_id="t", output_path=f"file://{tmp_path}/audit/", recheck="P1D")
+    daily_run(op, D1)
+    clock.now = D3.add(minutes=10)
+    with DAG("undated2", schedule=CronDataIntervalTimetable("@daily", timezone="UTC"), start_date=D1):
+        op = OpseraAuditLogsOperator(task_id="t", output_path=f"file://{tmp_path}/audit/", recheck="P1D")
+    manifest = daily_run(op, D2)
+    assert manifest["drift"] == [] and manifest["start"] == D2.isoformat()
+    assert manifest["revision"] == 2  # the run's own landing, no recheck revision over it
