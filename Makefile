@@ -43,8 +43,9 @@ test-browser: $(VENV)/.installed-browser
 
 # -- make test-compat: the suite on the other supported Airflow 3 releases and Pythons ------------------------
 # Full suite on the oldest release (3.0.x, Python 3.10); `make test` runs it all on 3.3.x with the main .venv's
-# Python; on 3.3.x with Python 3.13, the smoke subset plus landing, Postgres and verify. A smoke subset (every module imports, hook/operator/sensor/trigger tests,
-# dag.test() of an example DAG) on 3.1.x and 3.2.x, Python 3.12. Each venv pins its release and what a plain
+# Python; on 3.3.x with Python 3.13, the smoke subset plus landing, Postgres and verify. A smoke subset
+# (every module imports, hook/operator/sensor/trigger tests, dag.test() of an example DAG) on 3.1.x and 3.2.x,
+# Python 3.12. Each venv pins its release and what a plain
 # install of it gets wrong in compat/constraints-airflow-3.X.txt. Runs are serial: they share PostgreSQL.
 PYENV_ROOT_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 # The newest installed 3.x.y under pyenv, else python3.x on PATH.
