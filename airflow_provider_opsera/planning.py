@@ -1,13 +1,27 @@
 """Pure request planning: which queries cover ``[start, end)``, and how a capped query is split.
 
-Nothing here does I/O. A :class:`Piece` is one query (a superset of some slice of the interval) together with
-the exact slice of records it is responsible for: ``lo <= createdAt < hi`` and, once split, one value of the
-endpoint's split field. Pieces produced from one interval partition it: every record belongs to exactly one
-piece, so exactly-once needs no interval-wide memory of ids.
+Nothing here does I/O or reads a clock: "now" is an argument. A :class:`Piece` is one query (a superset of
+some slice of the interval) together with the exact slice of records it is responsible for:
+``lo <= createdAt < hi`` and, once split, one value of the endpoint's split field. Pieces produced from one
+interval partition it: every record belongs to exactly one piece, so exactly-once needs no interval-wide
+memory of ids.
+
+:func:`plan` picks the cheapest plan it can prove, given the moment the extraction starts:
+
+- v1 endpoints that take ``range`` (relative to the server's now) read a recent interval as one
+  :class:`RangeWindow` reaching back past its start by :data:`CLOCK_SKEW` plus :data:`RANGE_ALLOWANCE`, when
+  that window is shorter than the whole days the day plan would download. It is proven complete when its
+  answer holds fewer records than the cap and came back soon enough to still reach back to ``start``; if not,
+  the day plan (its fallback) runs instead. Cheaper for hourly DAGs, and complete where a whole day is over the
+  cap and cannot be split.
+- v2 intervals reaching into the present are cut where records can no longer arrive while the pages are read
+  (:func:`stable_until`): the part before is paged as usual; the live rest is one :attr:`Piece.live` window,
+  read as a single page (one answer is one snapshot, taken after the extraction started).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
 import math
 from collections.abc import Iterable, Mapping
@@ -20,6 +34,12 @@ from airflow_provider_opsera.timeutils import ceil_day, ceil_minute, floor_day, 
 
 #: The v2 query starts this much before its slice: covers a server that reads ``start_time`` as exclusive.
 V2_START_MARGIN_MINUTES = 1
+#: How far the API server's clock may differ from the worker's, either way. A ``range`` window reaches back
+#: this much further than the worker's clock says it must; a live v2 window starts this much earlier.
+CLOCK_SKEW = dt.timedelta(seconds=60)
+#: How long a ``range`` request may take, from planning to its answer, and still prove it reached back to
+#: ``start`` (the server's now moves on while it waits in line or is retried). A slower answer is asked again.
+RANGE_ALLOWANCE = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,8 @@ class Piece:
     filters: tuple[tuple[str, str], ...] = ()
     #: ``(field, value)`` when this piece is one value of the split field.
     split: tuple[str, str] | None = None
+    #: A v2 window reaching into the present: records may still arrive in it while it is read.
+    live: bool = False
 
     @property
     def lo_key(self) -> str:
@@ -90,18 +112,105 @@ def _piece(lo: DateTime, hi: DateTime, span_start: DateTime, span_end: DateTime,
     )
 
 
+def stable_until(now: DateTime) -> DateTime:
+    """The minute boundary before which no record can still arrive while a v2 window is read at ``now``.
+
+    A query ending there may reach a minute further (``end_time`` read as inclusive), and the server's clock
+    may lag the worker's by :data:`CLOCK_SKEW`: both stay before the server's now.
+    """
+    return floor_minute(now - CLOCK_SKEW).subtract(minutes=1)
+
+
 def initial_pieces(
-    endpoint: Endpoint, start: DateTime, end: DateTime, filters: Mapping[str, str]
+    endpoint: Endpoint,
+    start: DateTime,
+    end: DateTime,
+    filters: Mapping[str, str],
+    *,
+    now: DateTime | None = None,
 ) -> list[Piece]:
-    """The first queries for ``[start, end)``: one covering span, or one per day where only ``date`` exists."""
+    """The first queries for ``[start, end)``: one covering span, or one per day where only ``date`` exists.
+
+    With ``now`` (when the extraction starts), a v2 interval reaching past :func:`stable_until` ends with one
+    :attr:`~Piece.live` piece for the part where records may still arrive.
+    """
     fixed = tuple(sorted(filters.items()))
     if endpoint.time_style is TimeStyle.MINUTES:
-        return [_piece(start, end, floor_minute(start), ceil_minute(end), fixed)]
+        stable = stable_until(now) if now is not None else None
+        if stable is None or ceil_minute(end) <= stable:
+            return [_piece(start, end, floor_minute(start), ceil_minute(end), fixed)]
+        out = [_piece(start, stable, floor_minute(start), stable, fixed)] if start < stable else []
+        tail = max(start, stable)
+        return [*out, replace(_piece(tail, end, floor_minute(tail), ceil_minute(end), fixed), live=True)]
     first, last = floor_day(start), ceil_day(end)
     if endpoint.time_style is TimeStyle.SINGLE_DAY:
         days = round((last - first).total_seconds() / 86400)
         return [_piece(start, end, first.add(days=i), first.add(days=i + 1), fixed) for i in range(days)]
     return [_piece(start, end, first, last, fixed)]
+
+
+@dataclass(frozen=True)
+class RangeWindow:
+    """One ``range=<n>s`` query (v1) answering for ``lo <= createdAt < hi``: the records of the last ``n``
+    seconds before the server's now, where ``n`` is chosen when the request is made."""
+
+    lo: DateTime
+    hi: DateTime
+    filters: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def lo_key(self) -> str:
+        return sort_key(self.lo)
+
+    @property
+    def hi_key(self) -> str:
+        return sort_key(self.hi)
+
+    def describe(self) -> str:
+        return f"[{self.lo.isoformat()}, {self.hi.isoformat()})"
+
+    def seconds_at(self, now: DateTime) -> int:
+        """The ``range`` to ask for at ``now``: back to ``lo``, plus the skew margin and the allowance."""
+        reach = (now - self.lo).total_seconds() + (CLOCK_SKEW + RANGE_ALLOWANCE).total_seconds()
+        return max(1, math.ceil(reach))
+
+    def query(self, seconds: int) -> dict[str, str]:
+        return {**dict(self.filters), "range": f"{seconds}s"}
+
+    def reached(self, seconds: int, answered: DateTime) -> bool:
+        """Whether a ``range`` of ``seconds`` answered at ``answered`` (worker's clock) reached back to ``lo``:
+        the server's now, when it answered, was at most :data:`CLOCK_SKEW` past ``answered``."""
+        return answered + CLOCK_SKEW - dt.timedelta(seconds=seconds) <= self.lo
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How an interval is read: its pieces, or first one ``range`` window with the pieces as its fallback."""
+
+    pieces: list[Piece]
+    range: RangeWindow | None = None
+    #: When the extraction started (worker's clock), if known.
+    now: DateTime | None = None
+
+
+def plan(
+    endpoint: Endpoint,
+    start: DateTime,
+    end: DateTime,
+    filters: Mapping[str, str],
+    *,
+    now: DateTime | None = None,
+) -> Plan:
+    """The cheapest plan the provider can prove for ``[start, end)`` at ``now`` (see the module docstring)."""
+    pieces = initial_pieces(endpoint, start, end, filters, now=now)
+    if now is None or not endpoint.takes_range:
+        return Plan(pieces, None, now)
+    window = RangeWindow(start, end, tuple(sorted(filters.items())))
+    days = sum((p.span_end - p.span_start).total_seconds() for p in pieces)
+    # The range window downloads every record since ``start``; the day plan every record of its days.
+    if window.seconds_at(now) >= days:
+        return Plan(pieces, None, now)
+    return Plan(pieces, window, now)
 
 
 def split_days(piece: Piece) -> list[Piece]:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import msgspec
+from pendulum import DateTime
 
 from airflow_provider_opsera.catalogue import Endpoint
 from airflow_provider_opsera.exceptions import MalformedResponseError
@@ -19,13 +20,22 @@ from airflow_provider_opsera.timeutils import api_time_keys, created_key
 
 
 class Record(NamedTuple):
-    """One log record: its id, the comparable form of its ``createdAt``, its split-field value, and the
-    record itself (a dict, or the JSON bytes exactly as the API sent them)."""
+    """One log record: its id, the comparable form of its ``createdAt``, its split-field value, the record
+    itself (a dict, or the JSON bytes exactly as the API sent them), and its ``updatedAt`` as the API wrote it
+    (text, or None): which of two versions of one ``_id`` is newer (:func:`supersedes`)."""
 
     id: str
     key: str
     split: str | None
     payload: Any
+    updated: str | None = None
+
+
+def supersedes(new: Record, old: Record) -> bool:
+    """Whether ``new`` is a later version of ``old`` (same ``_id``): its ``updatedAt`` is greater. A version
+    without a readable ``updatedAt`` never replaces one with it; equal times keep the one seen first."""
+    new_key, old_key = created_key(new.updated), created_key(old.updated)
+    return new_key is not None and (old_key is None or new_key > old_key)
 
 
 @dataclass
@@ -34,6 +44,8 @@ class Page:
 
     count: int | None
     records: list[Record]
+    #: When the answer was read (the worker's clock), set by the hook: what a ``range`` window is proven by.
+    received: DateTime | None = None
 
 
 class _RawEnvelope(msgspec.Struct):
@@ -54,6 +66,7 @@ class _WellFormed(msgspec.Struct, gc=False):
     # The split fields as strings (or absent, or null); anything else takes the careful path.
     type: str | None = None
     scope: str | None = None
+    updatedAt: str | None = None
 
 
 class _WellFormedEnvelope(msgspec.Struct):
@@ -136,7 +149,7 @@ def well_formed_records(body: bytes, endpoint: Endpoint, data: list[msgspec.Raw]
     field = endpoint.split_field
     splits = [getattr(m, field) for m in metas] if field else [None] * len(data)
     payloads = [_one_line(bytes(item)) for item in data]
-    return list(map(Record, ids, keys, splits, payloads))
+    return list(map(Record, ids, keys, splits, payloads, [m.updatedAt for m in metas]))
 
 
 def _one_line(data: bytes) -> bytes:
@@ -159,5 +172,7 @@ def checked_records(endpoint: Endpoint, url: str, data: list[Any], raw: bool) ->
             )
         rid, key = _check(endpoint, url, i, record.get("_id"), record.get("createdAt"))
         split = _split(endpoint, record.get(field)) if field else None
-        records.append(Record(rid, key, split, _one_line(bytes(item)) if raw else item))
+        updated = record.get("updatedAt")
+        payload = _one_line(bytes(item)) if raw else item
+        records.append(Record(rid, key, split, payload, updated if isinstance(updated, str) else None))
     return records

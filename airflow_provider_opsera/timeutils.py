@@ -44,6 +44,11 @@ def _to_utc(value: Any, name: str) -> DateTime:
     raise ValueError(f"{name} must be a datetime or an ISO 8601 string, not {value!r}.")
 
 
+def utc_now() -> DateTime:
+    """The system clock, in UTC."""
+    return pendulum.now(UTC)
+
+
 def parse_interval(start: Any, end: Any) -> tuple[DateTime, DateTime]:
     """The half-open interval ``[start, end)`` in UTC; ``start >= end`` is a ``ValueError``."""
     lo, hi = to_utc(start, "start"), to_utc(end, "end")

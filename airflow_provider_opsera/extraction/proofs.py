@@ -11,10 +11,21 @@ proof one request at a time (tests drive proofs this way); :mod:`.runner` runs i
   one-day query is split by the split field's values (seen in the response first, then the documented ones).
   The split is proven complete only when the per-value results add up to the total the API reports for the
   day (``count`` when it exceeds the page, or a ``count=1`` probe).
+- :class:`RangeWindowProof` (v1, a recent interval): one ``range`` window reaching back past the interval's
+  start (:class:`~airflow_provider_opsera.planning.RangeWindow`). Under the cap, and answered soon enough to
+  prove it reached back to the start, it is complete; otherwise the day plan runs, as :class:`SplitDayProof`.
 - :class:`WindowPagingProof` (v2: paged, ``count`` is the total): after page 1 tells the total, the other
   pages are asked for at once. A window is complete when the distinct ids received reach the largest total
-  reported. If records moved between pages (fewer distinct ids than the total), the window is asked for again
-  as smaller windows, deduplicated against what was already yielded.
+  reported. A window of at most :data:`HOLD_PAGES` pages holds its records until then, so a record seen twice
+  is yielded once, as its newest version; a larger one streams its records as they come (memory stays at a
+  few pages), and a newer version of a record it already yielded is an error, never a stale record kept
+  silently. If records moved between pages (fewer distinct ids than the total), the window is asked for again
+  as smaller windows, deduplicated against what was already yielded. A live window (reaching into the
+  present) is read as pages of the cap's size: one page is one snapshot, taken after the extraction started.
+
+Whenever one ``_id`` arrives twice within a piece (a record updated while pages shift), the version with the
+greatest ``updatedAt`` is kept, whatever order the answers came in (:func:`~airflow_provider_opsera.responses.
+supersedes`).
 """
 
 from __future__ import annotations
@@ -23,21 +34,25 @@ import logging
 import math
 from collections import deque
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import NamedTuple, Protocol
+
+from pendulum import DateTime
 
 from airflow_provider_opsera.catalogue import Endpoint
 from airflow_provider_opsera.exceptions import OpseraAPIError, OpseraIncompleteResultError
 from airflow_provider_opsera.extraction.stats import ExtractionStats
 from airflow_provider_opsera.planning import (
     Piece,
+    Plan,
+    RangeWindow,
     can_split_by_value,
     split_by_values,
     split_days,
     split_minutes,
     windows_for_total,
 )
-from airflow_provider_opsera.responses import Page, Record
+from airflow_provider_opsera.responses import Page, Record, supersedes
 from airflow_provider_opsera.timeutils import sort_key
 
 log = logging.getLogger(__name__)
@@ -45,8 +60,13 @@ log = logging.getLogger(__name__)
 #: A v2 window larger than this many pages is split into windows of about half that before paging, so the
 #: ids kept for de-duplication stay bounded however long the interval is.
 WINDOW_PAGES = 100
+#: A v2 window of at most this many pages holds its records until it is proven complete (then yields each
+#: once, as its newest version); a larger one streams them.
+HOLD_PAGES = 10
 #: How many times a v2 window whose pages shifted is fetched again (as smaller windows) before giving up.
 MAX_REFETCH = 4
+#: How many times a ``range`` window answered too late to reach back to its start is asked for again.
+MAX_RANGE_ASKS = 2
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,10 +93,20 @@ class Proof(Protocol):
 
 
 def proof_for(
-    endpoint: Endpoint, pieces: list[Piece], *, page_size: int = 1000, stats: ExtractionStats | None = None
+    endpoint: Endpoint,
+    pieces: list[Piece] | Plan,
+    *,
+    page_size: int = 1000,
+    stats: ExtractionStats | None = None,
 ) -> Proof:
-    """The proof that fits the endpoint: window paging for paged (v2) endpoints, day splitting for v1."""
+    """The proof that fits the endpoint and plan: window paging for paged (v2) endpoints, a ``range`` window
+    when the plan has one, day splitting for v1."""
     stats = stats or ExtractionStats()
+    if isinstance(pieces, Plan):
+        plan = pieces
+        pieces = plan.pieces
+        if plan.range is not None and plan.now is not None:
+            return RangeWindowProof(endpoint, plan.range, plan.now, pieces, stats=stats)
     if endpoint.paged:
         return WindowPagingProof(endpoint, pieces, page_size=page_size, stats=stats)
     return SplitDayProof(endpoint, pieces, stats=stats)
@@ -152,8 +182,9 @@ def _capped_day(endpoint: Endpoint, piece: Piece, n_records: int) -> OpseraIncom
     )
 
 
-def _in_slice(piece: Piece, records: list[Record], stats: ExtractionStats) -> list[Record]:
-    lo, hi, split = piece.lo_key, piece.hi_key, piece.split
+def _in_slice(piece: Piece | RangeWindow, records: list[Record], stats: ExtractionStats) -> list[Record]:
+    lo, hi = piece.lo_key, piece.hi_key
+    split = piece.split if isinstance(piece, Piece) else None
     out = []
     for rec in records:
         if not lo <= rec.key < hi or (split is not None and rec.split != split[1]):
@@ -170,13 +201,85 @@ def _in_span(piece: Piece, records: list[Record]) -> int:
 
 
 def _dedupe(records: list[Record]) -> list[Record]:
-    seen: set[str] = set()
-    out = []
+    """One record per ``_id``, in the order first seen, each the newest version received."""
+    kept: dict[str, Record] = {}
     for rec in records:
-        if rec.id not in seen:
-            seen.add(rec.id)
-            out.append(rec)
-    return out
+        old = kept.get(rec.id)
+        if old is None or supersedes(rec, old):
+            kept[rec.id] = rec
+    return list(kept.values())
+
+
+# -- v1, a recent interval ------------------------------------------------------------------------------------
+@dataclass(frozen=True, eq=False)
+class _RangeQuery:
+    """A ``range`` query of ``seconds``; ``attempt`` counts the asks answered too late before it."""
+
+    seconds: int
+    attempt: int = 0
+
+
+class RangeWindowProof:
+    """The v1 proof of a recent interval: one ``range`` window, or the day plan when it cannot be proven."""
+
+    def __init__(
+        self,
+        endpoint: Endpoint,
+        window: RangeWindow,
+        now: DateTime,
+        fallback: list[Piece],
+        *,
+        stats: ExtractionStats,
+    ) -> None:
+        self.endpoint = endpoint
+        self.window = window
+        self.now = now
+        self.stats = stats
+        self.days = SplitDayProof(endpoint, fallback, stats=stats)
+        self.fell_back: str | None = None
+
+    def start(self) -> list[Ask]:
+        return [self._ask(self.now, 0)]
+
+    def _ask(self, at: DateTime, attempt: int) -> Ask:
+        seconds = self.window.seconds_at(at)
+        return Ask(self.window.query(seconds), _RangeQuery(seconds, attempt))
+
+    def feed(self, ask: Ask, page: Page) -> Step:
+        ticket = ask.ticket
+        if not isinstance(ticket, _RangeQuery):
+            try:
+                return self.days.feed(ask, page)
+            except OpseraIncompleteResultError as err:
+                raise OpseraIncompleteResultError(
+                    f"{err.args[0]} (Read first as range={ask_range(self.window, self.now)}: {self.fell_back}. "
+                    "Prompt runs of a frequent schedule keep each interval's window under the cap: see the "
+                    "README, 'Busy accounts'.)",
+                    window=err.window,
+                ) from None
+        if len(page.records) >= self.endpoint.cap:
+            return self._fall_back(f"the window held {len(page.records)} records, the API's cap")
+        if page.received is None or not self.window.reached(ticket.seconds, page.received):
+            if page.received is not None and ticket.attempt < MAX_RANGE_ASKS:
+                return Step([], [self._ask(page.received, ticket.attempt + 1)])
+            return self._fall_back("the answer came too late to prove the window reached back to its start")
+        return Step(_dedupe(_in_slice(self.window, page.records, self.stats)), [])
+
+    def _fall_back(self, why: str) -> Step:
+        self.fell_back = why
+        log.info(
+            "%s %s: %s; reading its whole days instead.",
+            self.endpoint.log_type.value,
+            self.window.describe(),
+            why,
+        )
+        self.stats.splits += 1
+        return Step([], self.days.start())
+
+
+def ask_range(window: RangeWindow, now: DateTime) -> str:
+    """The ``range`` first asked for ``window`` at ``now``, as sent."""
+    return window.query(window.seconds_at(now))["range"]
 
 
 # -- v1 -----------------------------------------------------------------------------------------------------
@@ -313,10 +416,16 @@ class _Window:
     """A v2 window being paged."""
 
     piece: Piece
+    #: Records per page asked for.
+    size: int
     attempt: int = 0
-    #: ids yielded by earlier attempts at this span, to not yield them twice.
-    prior: tuple[set[str], ...] = ()
-    received: set[str] = field(default_factory=set)
+    #: Records yielded by earlier attempts at this span (ids and versions, no payload): not yielded again.
+    prior: tuple[dict[str, Record], ...] = ()
+    #: Every record received, by id, as the newest version seen: held whole until the window is proven
+    #: complete, or (a streaming window) without its payload, once yielded.
+    received: dict[str, Record] = field(default_factory=dict)
+    #: Whether the window holds its records until it is proven complete (decided from page 1's total).
+    hold: bool = True
     total: int = -1
     pages: int = 0
     outstanding: int = 0
@@ -345,11 +454,15 @@ class WindowPagingProof:
         self.stats = stats
 
     def start(self) -> list[Ask]:
-        return [self._ask(_Window(piece), 1) for piece in self.pieces]
+        return [self._ask(self._window(piece), 1) for piece in self.pieces]
+
+    def _window(self, piece: Piece, attempt: int = 0, prior: tuple[dict[str, Record], ...] = ()) -> _Window:
+        # A live window's pages are as large as the API allows: the fewer pages, the less can move between them.
+        return _Window(piece, self.endpoint.cap if piece.live else self.page_size, attempt, prior)
 
     def _ask(self, window: _Window, page: int) -> Ask:
         window.outstanding += 1
-        params = {**window.piece.query(self.endpoint), "page": str(page), "page_size": str(self.page_size)}
+        params = {**window.piece.query(self.endpoint), "page": str(page), "page_size": str(window.size)}
         return Ask(params, _PageQuery(window, page))
 
     def feed(self, ask: Ask, page: Page) -> Step:
@@ -362,7 +475,7 @@ class WindowPagingProof:
                 f"{self.endpoint.log_type.value}: a page of {self.endpoint.path} came without its total count; "
                 "paging cannot be proven complete without it.",
             )
-        size = self.page_size
+        size = window.size
         asks: list[Ask] = []
         if not window.planned:
             window.planned = True
@@ -370,7 +483,11 @@ class WindowPagingProof:
                 # Too large to page with bounded memory: page it as smaller windows instead.
                 self.stats.splits += 1
                 subs = split_minutes(window.piece, windows_for_total(page.count, WINDOW_PAGES * size // 2))
-                return Step([], [self._ask(_Window(sub, attempt=window.attempt), 1) for sub in subs])
+                live, attempt = window.piece.live, window.attempt
+                return Step(
+                    [], [self._ask(self._window(replace(sub, live=live), attempt), 1) for sub in subs]
+                )
+            window.hold = page.count <= HOLD_PAGES * size
         if page.count > window.total:
             pages = math.ceil(page.count / size)
             first_new = max(window.pages, 1) + 1
@@ -378,21 +495,48 @@ class WindowPagingProof:
             asks += [self._ask(window, n) for n in range(first_new, pages + 1)]
         if ticket.page >= window.pages:
             window.last_full = len(page.records) >= size
-        out = []
-        received, prior = window.received, window.prior
+        received, out = window.received, []
         lo, hi = window.piece.lo_key, window.piece.hi_key
         for rec in page.records:
-            if rec.id in received:
+            old = received.get(rec.id)
+            if old is not None:
                 self.stats.duplicates += 1
-                continue
-            received.add(rec.id)
-            if not lo <= rec.key < hi:
-                self.stats.outside += 1
-            elif not any(rec.id in p for p in prior):
-                out.append(rec)
-        if not window.outstanding:
-            asks += self._finish(window)
-        return Step(out, asks)
+                if not supersedes(rec, old):
+                    continue
+                if old.payload is None and lo <= rec.key < hi:  # its older version was already passed on
+                    raise self._changed(window, rec)
+            earlier = [p[rec.id] for p in window.prior if rec.id in p]
+            if earlier:
+                if any(supersedes(rec, e) for e in earlier) and lo <= rec.key < hi:
+                    raise self._changed(window, rec)
+                received[rec.id] = rec._replace(payload=None)
+            elif window.hold:
+                received[rec.id] = rec
+            else:
+                received[rec.id] = rec._replace(payload=None)
+                if lo <= rec.key < hi:
+                    out.append(rec)
+                else:
+                    self.stats.outside += 1
+        if window.outstanding:
+            return Step(out, asks)
+        asks += self._finish(window)
+        if asks or not window.hold:
+            return Step(out, asks)
+        # Proven complete: its records, each once, as the newest version received.
+        window.received = {}  # let the records go; nothing later refers to this window
+        fresh = [r for r in received.values() if r.payload is not None]
+        return Step(_in_slice(window.piece, fresh, self.stats), [])
+
+    def _changed(self, window: _Window, rec: Record) -> OpseraIncompleteResultError:
+        return _incomplete(
+            self.endpoint,
+            window.piece,
+            f"record {rec.id} was updated while the window's {window.pages} pages were read (updatedAt "
+            f"{rec.updated}), after its older version had been passed on.",
+            f"Run the extraction again; a window of at most {HOLD_PAGES * window.size} records keeps the "
+            "newest version by itself.",
+        )
 
     def _finish(self, window: _Window) -> list[Ask]:
         if len(window.received) > window.total and window.last_full and len(window.received) > window.probed:
@@ -402,16 +546,23 @@ class WindowPagingProof:
             window.pages += 1
             return [self._ask(window, window.pages)]
         if len(window.received) >= window.total:
-            window.received = set()  # let the ids go; nothing later refers to this window
+            if not window.hold:
+                window.received = {}  # let the ids go; nothing later refers to this window
             return []
         self.stats.refetches += 1
         piece = window.piece
         if window.attempt >= MAX_REFETCH:
+            live = (
+                " The window reaches into the present and more records arrived in its last minutes than one "
+                "page holds; extract it once it has ended (settle)."
+                if piece.live
+                else ""
+            )
             raise _incomplete(
                 self.endpoint,
                 piece,
                 f"the API counts {window.total} records but {window.attempt + 1} rounds of paging returned only "
-                f"{len(window.received)} distinct ones (records kept moving between pages).",
+                f"{len(window.received)} distinct ones (records kept moving between pages).{live}",
             )
         log.info(
             "Records moved between pages of %s %s (%d distinct of %d); fetching it again in smaller windows.",
@@ -420,7 +571,10 @@ class WindowPagingProof:
             len(window.received),
             window.total,
         )
-        prior = (*window.prior, window.received)
-        parts = windows_for_total(window.total, max(1, self.page_size // 2))
+        # What a streaming window passed on is not passed on again; a holding one passed on nothing.
+        prior = window.prior if window.hold else (*window.prior, window.received)
+        window.received = {}
+        parts = windows_for_total(window.total, max(1, window.size // 2))
         subs = split_minutes(piece, parts) if piece.minutes > 1 else [piece]
-        return [self._ask(_Window(sub, attempt=window.attempt + 1, prior=prior), 1) for sub in subs]
+        attempt = window.attempt + 1
+        return [self._ask(self._window(replace(sub, live=piece.live), attempt, prior), 1) for sub in subs]

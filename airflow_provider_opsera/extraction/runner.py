@@ -22,6 +22,8 @@ from airflow_provider_opsera.responses import Page, Record
 #: Calls kept going beyond the ``concurrency`` open requests: each decodes its response after giving its
 #: request slot to the next call, so decoding overlaps the round trips instead of adding to them.
 DECODE_AHEAD = 2
+#: Most records handed to the consumer at once.
+BATCH_RECORDS = 1000
 
 
 @dataclass(frozen=True)
@@ -123,9 +125,10 @@ class Runner:
                     step = proof.feed(ask, page)
                     pending.extend(step.asks)
                     submit()  # keep every slot busy before handing the batch on
-                    if step.records:
-                        stats.records += len(step.records)
-                        yield step.records
+                    stats.records += len(step.records)
+                    # A window proven at once (held records) goes on in page-sized batches.
+                    for i in range(0, len(step.records), BATCH_RECORDS):
+                        yield step.records[i : i + BATCH_RECORDS]
         finally:
             for future in inflight:
                 future.cancel()

@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from functools import cached_property
@@ -23,6 +23,7 @@ from typing import Any
 
 import aiohttp
 import requests
+from pendulum import DateTime
 from requests.adapters import HTTPAdapter
 from tenacity import AsyncRetrying, Retrying
 
@@ -52,10 +53,10 @@ from airflow_provider_opsera.hooks.transport import (
     ssl_context,
     warn_tls_off,
 )
-from airflow_provider_opsera.planning import initial_pieces
+from airflow_provider_opsera.planning import plan
 from airflow_provider_opsera.responses import Page, Record
 from airflow_provider_opsera.retry import final_error, parse_retry_after
-from airflow_provider_opsera.timeutils import parse_interval
+from airflow_provider_opsera.timeutils import parse_interval, utc_now
 
 __all__ = ["DECODE_AHEAD", "OpseraAsyncHook", "OpseraHook", "http_error"]
 
@@ -90,10 +91,19 @@ class OpseraHook(_OpseraHookBase):
 
     :param opsera_conn_id: an ``opsera`` connection: host = API URL (empty: https://app.opsera.io), password =
         API token; its extras are the table :data:`airflow_provider_opsera.connection.EXTRAS`.
+    :param clock: the worker's clock (a callable returning a UTC datetime; default: the system clock). What
+        "recent" and "live" mean is measured on it; tests pass the simulator's clock.
     """
 
-    def __init__(self, opsera_conn_id: str = DEFAULT_CONN_ID, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        opsera_conn_id: str = DEFAULT_CONN_ID,
+        *,
+        clock: Callable[[], DateTime] | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(opsera_conn_id, **kwargs)
+        self.clock: Callable[[], DateTime] = clock or utc_now
         #: What the last :meth:`iter_logs` / :meth:`iter_log_batches` did (requests, retries, splits, ...).
         self.last_stats = ExtractionStats()
 
@@ -168,7 +178,10 @@ class OpseraHook(_OpseraHookBase):
                 with attempt:
                     with call.slot if call is not None else contextlib.nullcontext():
                         status, retry_after, body = self._request(endpoint, params, stats)
-                    return parse_answer(settings, endpoint, url, status, retry_after, body, raw=raw)
+                    received = self.clock()
+                    page = parse_answer(settings, endpoint, url, status, retry_after, body, raw=raw)
+                    page.received = received
+                    return page
         except (OpseraError, requests.RequestException, OSError) as err:
             raise final_error(err, settings.max_retries + 1, url) from None
         raise AssertionError("unreachable")  # pragma: no cover
@@ -205,7 +218,10 @@ class OpseraHook(_OpseraHookBase):
         stats = self.last_stats = ExtractionStats()
         runner = Runner(
             proof_for(
-                endpoint, initial_pieces(endpoint, lo, hi, fixed), page_size=settings.page_size, stats=stats
+                endpoint,
+                plan(endpoint, lo, hi, fixed, now=self.clock()),
+                page_size=settings.page_size,
+                stats=stats,
             ),
             lambda params, call: self._call(endpoint, params, raw=raw, stats=stats, call=call),
             concurrency=settings.concurrency,

@@ -27,19 +27,25 @@ DATA_KINDS = frozenset(
         "record_missing_id",
         "record_missing_created_at",
         "duplicate_records",
+        "stale_copies",
         "outside_window",
         "total_changes",
     }
 )
 FAULT_KINDS = TRANSPORT_KINDS | DATA_KINDS
 #: Kinds that alter a page's records, so they wait for a page that has some.
-NEEDS_RECORDS = frozenset({"record_missing_id", "record_missing_created_at", "duplicate_records"})
+NEEDS_RECORDS = frozenset(
+    {"record_missing_id", "record_missing_created_at", "duplicate_records", "stale_copies"}
+)
 #: Options each kind takes (anything else is a typo, refused at ``inject``).
 OPTIONS: dict[str, frozenset[str]] = dict.fromkeys(FAULT_KINDS, frozenset()) | {
     "429": frozenset({"retry_after"}),
     "slow": frozenset({"delay"}),
     "reset_mid_body": frozenset({"fraction"}),
     "duplicate_records": frozenset({"n"}),
+    # older versions (updatedAt an hour earlier, a changed __v) of the page's first n records, after the
+    # page's own records or, with before=True, ahead of them: a record updated while the pages were read
+    "stale_copies": frozenset({"n", "before"}),
     "outside_window": frozenset({"n"}),
     "total_changes": frozenset({"delta"}),
     **dict.fromkeys(GATEWAY_KINDS, frozenset({"body"})),
@@ -158,6 +164,19 @@ def _without(records: list[dict[str, Any]], field: str) -> list[dict[str, Any]]:
     return out
 
 
+def _stale(record: dict[str, Any]) -> dict[str, Any]:
+    """The record as it was before its last update: ``updatedAt`` an hour earlier, marked ``"stale": true``."""
+    updated = record.get("updatedAt")
+    if not isinstance(updated, str):
+        return {k: v for k, v in record.items() if k != "updatedAt"} | {"stale": True}
+    older = dt.datetime.fromisoformat(str(updated).replace("Z", "+00:00")) - dt.timedelta(hours=1)
+    return {
+        **record,
+        "updatedAt": older.strftime("%Y-%m-%dT%H:%M:%S.") + f"{older.microsecond // 1000:03d}Z",
+        "stale": True,
+    }
+
+
 def tamper(fault: Fault, body: dict[str, Any], outside: list[dict[str, Any]]) -> dict[str, Any]:
     """The altered JSON body of a 200 answer for a data fault (``malformed_json`` is cut after encoding)."""
     kind, count, data = fault.kind, body.get("count", 0), body.get("data", [])
@@ -172,6 +191,9 @@ def tamper(fault: Fault, body: dict[str, Any], outside: list[dict[str, Any]]) ->
     if kind == "duplicate_records":
         n = int(fault.opts.get("n", 3))
         return {"count": count, "data": data + [dict(r) for r in data[:n]]}
+    if kind == "stale_copies":
+        stale = [_stale(r) for r in data[: int(fault.opts.get("n", 3))]]
+        return {"count": count, "data": stale + data if fault.opts.get("before") else data + stale}
     if kind == "outside_window":
         half = len(outside) // 2
         return {"count": count, "data": outside[:half] + data + outside[half:]}

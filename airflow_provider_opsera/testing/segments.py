@@ -90,9 +90,12 @@ class Segment(Source):
         specs: list[ColumnSpec],
         absent: Iterable[str] = (),
         extras: Iterable[str] = (),
+        live: bool = False,
     ) -> None:
         rng = random.Random(seed)
         self.log_type = log_type
+        #: A live account: each record appears once the clock has passed its ``createdAt``.
+        self.live = live
         self.salt = salt
         self.times = _spread(start_ms, end_ms, n, rng)
         self.absent = frozenset(absent)
@@ -126,7 +129,7 @@ class Segment(Source):
         return bisect_left(self.times, t)
 
     def visible(self, now_ms: int) -> int:
-        return len(self.times)
+        return self.index_lt(now_ms + 1) if self.live else len(self.times)
 
     def records(self, indices: Iterable[int]) -> list[dict[str, Any]]:
         times, build, salt = self.times, self._build, self.salt

@@ -169,6 +169,7 @@ class OpseraSimulator:
         n: int,
         *,
         split_values: Sequence[Any] | Mapping[Any, float] | None = None,
+        live: bool = False,
         **field_choices: Any,
     ) -> None:
         """Add ``n`` synthetic records with ``createdAt`` spread over ``[start, end)``, deterministic from the seed.
@@ -179,7 +180,9 @@ class OpseraSimulator:
         dict a fixed value); unknown fields become extra fields, after ``__v``.
         Pipeline records name the account's pipelines other than the seed's example one
         (``611e7dca57f4eff66e9db084``), which is left to ``script_run``. Generated records are an archive: visible at once, even with ``createdAt`` ahead of the clock (use
-        ``script_run`` or ``background_pipeline_traffic`` for records that appear as time passes).
+        ``script_run`` or ``background_pipeline_traffic`` for records that appear as time passes), unless
+        ``live=True``: a live account, where each record appears once the clock (:meth:`now`) passes its
+        ``createdAt``, so records arrive while a client pages.
         """
         log_type = OpseraLogType(log_type)
         lo, hi = to_ms(start), to_ms(end)
@@ -202,7 +205,7 @@ class OpseraSimulator:
         seed, salt = self._next_salt()
         # built outside the lock: a million records take a second, and the server keeps answering meanwhile
         segment = Segment(
-            log_type, lo, hi, n, seed=seed, salt=salt, specs=specs, absent=absent, extras=extras
+            log_type, lo, hi, n, seed=seed, salt=salt, specs=specs, absent=absent, extras=extras, live=live
         )
         with self._api.lock:
             self._api.store.add(segment)

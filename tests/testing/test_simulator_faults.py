@@ -181,4 +181,4 @@ def test_inject_refuses_typos():
         simulator.inject("slow", dealy=3)
     with pytest.raises(ValueError):
         simulator.inject("500", times=0)
-    assert "outside_window" in FAULT_KINDS and len(FAULT_KINDS) == 16
+    assert "outside_window" in FAULT_KINDS and len(FAULT_KINDS) == 17
