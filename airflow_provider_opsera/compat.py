@@ -42,6 +42,11 @@ try:
 except ImportError:  # Airflow 3.0 without the standard provider's triggers
     from airflow.triggers.temporal import DateTimeTrigger  # type: ignore[no-redef,import-not-found]
 
+try:
+    from airflow.triggers.base import BaseEventTrigger
+except ImportError:  # an Airflow 3 without event-driven scheduling (3.0.0 has it; kept for forks and patches)
+    from airflow.triggers.base import BaseTrigger as BaseEventTrigger  # type: ignore[assignment]
+
 
 def copy_expert(cursor: Any, statement: str, file: Any) -> None:
     """psycopg2's ``cursor.copy_expert(statement, file)``, raising what ``file.read()`` raised as itself.
@@ -82,6 +87,7 @@ __all__ = [
     "AirflowSensorTimeout",
     "AirflowSkipException",
     "AirflowTaskTimeout",
+    "BaseEventTrigger",
     "BaseHook",
     "DateTimeTrigger",
     "conf",

@@ -206,8 +206,14 @@ class WatchSearch:
         now: float,
         pipeline_type: str | None = None,
         cap: int = PIPELINE.cap,
+        full_coverage: bool = False,
     ) -> None:
         self.watch = watch
+        #: Read older whole days until the lookback is covered, whatever the records say (the event trigger
+        #: needs every run that finished in it, not only the newest).
+        self.full_coverage = full_coverage
+        #: Records of the watched pipeline from windows proven complete, since :meth:`take_proven`.
+        self.proven: list[dict[str, Any]] = []
         self.lookback_s = lookback_s
         self.cap = cap
         self.filters = {"type": pipeline_type} if pipeline_type else {}
@@ -241,6 +247,12 @@ class WatchSearch:
         if self.state.frontier is None:  # no complete window yet (cannot happen after a first look)
             return Query(Kind.LOOK, range_s=self.lookback_s)
         return Query(Kind.POLL, anchor=self.state.frontier)
+
+    def take_proven(self) -> list[dict[str, Any]]:
+        """The watched pipeline's records from complete windows fed since the last call (repeats possible:
+        windows overlap by the margins)."""
+        proven, self.proven = self.proven, []
+        return proven
 
     def take_notes(self) -> list[str]:
         notes, self.notes = self.notes, []
@@ -309,6 +321,7 @@ class WatchSearch:
             self._repolls += 1
             self.pending = Query(Kind.POLL, anchor=query.anchor)
             return
+        self.proven.extend(dict(r) for r in kept if self.watch.of_pipeline(r))
         if contiguous:
             state.records = relevant(self.watch, [*state.records, *kept])
         else:
@@ -337,7 +350,7 @@ class WatchSearch:
     def _older_day(self) -> Query | None:
         """Extend coverage back by whole days while nothing of the watched run or step is known yet."""
         state = self.state
-        if state.complete or not needs_older(self.watch, state.records):
+        if state.complete or not (self.full_coverage or needs_older(self.watch, state.records)):
             return None
         assert state.covered_from is not None
         if self._next_day is None:
@@ -363,6 +376,7 @@ class WatchSearch:
             for r in _not_before(records, max(day_start, state.horizon))
             if (created_key(r.get("createdAt")) or "") < _key(day_start + 86400)
         ]
+        self.proven.extend(dict(r) for r in kept if self.watch.of_pipeline(r))
         state.records = relevant(self.watch, [*state.records, *kept])
         state.covered_from = min(state.covered_from or day_start, day_start + CLOCK_MARGIN)
         if state.covered_from <= state.horizon + CLOCK_MARGIN:
