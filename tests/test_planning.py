@@ -10,11 +10,15 @@ from hypothesis import strategies as st
 
 from airflow_provider_opsera.catalogue import ENDPOINTS, OpseraLogType, TimeStyle
 from airflow_provider_opsera.planning import (
+    CLOCK_SKEW,
+    RANGE_ALLOWANCE,
     Piece,
     initial_pieces,
+    plan,
     split_by_values,
     split_days,
     split_minutes,
+    stable_until,
 )
 
 BASE = pendulum.datetime(2024, 1, 1)
@@ -112,3 +116,57 @@ def test_v2_window_is_minute_precision_with_a_margin():
         "end_date": "2024-01-02",
         "end_time": "00:00",
     }
+
+
+@settings(max_examples=300, deadline=None)
+@given(interval=intervals, now=moments, log_type=st.sampled_from(list(OpseraLogType)))
+def test_pieces_planned_at_any_moment_cover_the_interval_and_only_the_last_is_live(interval, now, log_type):
+    start, end = interval
+    endpoint = ENDPOINTS[log_type]
+    pieces = initial_pieces(endpoint, start, end, {}, now=now)
+    assert_partition(pieces, start, end)
+    for p in pieces:
+        q_start, q_end = covering_query_span(endpoint, p)
+        assert q_start <= p.lo and p.hi <= q_end
+    live = [p for p in pieces if p.live]
+    if endpoint.time_style is TimeStyle.MINUTES and end > stable_until(now):
+        assert live == [max(pieces, key=lambda p: p.lo)] and live[0].lo == max(start, stable_until(now))
+        # the pages before it cannot move: the server's now is past their end, even read as inclusive
+        assert all(p.span_end.add(minutes=1) <= now - CLOCK_SKEW for p in pieces if not p.live)
+    else:
+        assert not live
+
+
+@settings(max_examples=300, deadline=None)
+@given(interval=intervals, late=st.integers(0, 3 * 86400))
+def test_a_range_window_reaches_back_past_the_start_and_is_planned_only_when_cheaper(interval, late):
+    start, end = interval
+    now = end.add(seconds=late)
+    for log_type in OpseraLogType:
+        endpoint = ENDPOINTS[log_type]
+        chosen = plan(endpoint, start, end, {}, now=now)
+        assert chosen.pieces == initial_pieces(endpoint, start, end, {}, now=now)
+        if chosen.range is None:
+            continue
+        assert endpoint.takes_range
+        seconds = chosen.range.seconds_at(now)
+        days = sum((p.span_end - p.span_start).total_seconds() for p in chosen.pieces)
+        assert seconds < days
+        # answered at once, on a server clock up to CLOCK_SKEW ahead, the window still starts before `start`
+        assert chosen.range.reached(seconds, now.add(seconds=RANGE_ALLOWANCE.total_seconds()))
+        assert not chosen.range.reached(seconds, now.add(seconds=RANGE_ALLOWANCE.total_seconds() + 1))
+        assert chosen.range.query(seconds) == {"range": f"{seconds}s"}
+
+
+def test_an_hour_that_just_ended_is_one_range_window_and_a_day_is_its_date():
+    endpoint = ENDPOINTS[OpseraLogType.USER_ACTIVITY]
+    hour = plan(
+        endpoint, BASE.add(hours=9), BASE.add(hours=10), {"type": "tag"}, now=BASE.add(hours=10, seconds=5)
+    )
+    assert hour.range is not None and hour.range.query(hour.range.seconds_at(hour.now)) == {
+        "range": "3725s",
+        "type": "tag",
+    }
+    day = plan(endpoint, BASE, BASE.add(days=1), {}, now=BASE.add(days=1, seconds=5))
+    assert day.range is None and [p.query(endpoint) for p in day.pieces] == [{"date": "2024-01-01"}]
+    assert plan(endpoint, BASE, BASE.add(hours=1), {}).range is None  # no clock, no range
