@@ -497,7 +497,9 @@ class WindowPagingProof:
             window.last_full = len(page.records) >= size
         received, out = window.received, []
         lo, hi = window.piece.lo_key, window.piece.hi_key
-        for rec in page.records:
+        records = _dedupe(page.records)  # two versions within one page: the newest, wherever it stands
+        self.stats.duplicates += len(page.records) - len(records)
+        for rec in records:
             old = received.get(rec.id)
             if old is not None:
                 self.stats.duplicates += 1
