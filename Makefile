@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 export AIRFLOW_HOME := $(CURDIR)/.airflow-home
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install test lint unit demo bench clean test-browser test-compat
+.PHONY: install test lint unit demo bench clean test-browser test-compat test-triggerer
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (set PYTHON=python3.x)")'
@@ -26,6 +26,11 @@ unit: install
 	$(VENV)/bin/pytest -q -p no:cacheprovider $(PYTEST_ARGS)
 
 test: lint unit
+
+# The real-triggerer test (tests/triggerer): dag-processor, scheduler, api-server and `airflow triggerer` as
+# separate processes on a fresh PostgreSQL database, 50 deferred sensors and the event-driven example DAG.
+test-triggerer: install
+	$(VENV)/bin/pytest tests/triggerer -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # The browser test (tests/ui): Airflow's web UI in Debian's Chromium via Playwright. Never `playwright install`:
 # the test launches /usr/bin/chromium itself.

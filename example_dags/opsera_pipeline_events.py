@@ -12,6 +12,7 @@ same connection share one poll of the API with this one (and with deferred pipel
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import pendulum
@@ -19,7 +20,9 @@ from airflow.sdk import DAG, Asset, AssetWatcher, task
 
 from airflow_provider_opsera.triggers.pipeline import OpseraPipelineEventTrigger
 
-PIPELINE_ID = "611e7dca57f4eff66e9db084"
+# The watched pipeline and the pace of the polls (read when the DAG is parsed: the trigger's kwargs).
+PIPELINE_ID = os.environ.get("OPSERA_EVENTS_PIPELINE_ID", "611e7dca57f4eff66e9db084")
+POLL_INTERVAL = float(os.environ.get("OPSERA_EVENTS_POLL_INTERVAL", "30"))
 
 anchore_finished = Asset(
     name="opsera_anchore_finished",

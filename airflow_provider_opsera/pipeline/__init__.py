@@ -5,6 +5,8 @@
 - :mod:`~airflow_provider_opsera.pipeline.search`: which pipeline-activity requests prove that record is the
   newest on a busy account, in windows shown complete (:class:`WatchSearch`, :class:`WatchState`, the rounds'
   runners, and the pace of the polls).
+- :mod:`~airflow_provider_opsera.pipeline.sharing`: which of many watchers' pending requests one request
+  answers (the pure half of the triggerer's shared polling).
 
 Neither does I/O or reads a clock; ``sensors/pipeline.py`` and ``triggers/pipeline.py`` do.
 """
