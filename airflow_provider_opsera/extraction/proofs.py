@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 WINDOW_PAGES = 100
 #: A v2 window of at most this many pages holds its records until it is proven complete (then yields each
 #: once, as its newest version); a larger one streams them.
-HOLD_PAGES = 10
+HOLD_PAGES = 5
 #: How many times a v2 window whose pages shifted is fetched again (as smaller windows) before giving up.
 MAX_REFETCH = 4
 #: How many times a ``range`` window answered too late to reach back to its start is asked for again.

@@ -33,7 +33,7 @@ CASES = {
 }
 #: Every fault kind the simulator has, drawn at random; ``slow`` gets its own rule (it needs a delay longer than
 #: the timeout), and a total that changes mid-paging is not transient (the fault matrix covers it on its own).
-RANDOM_KINDS = sorted(FAULT_KINDS - {"slow", "total_changes"})
+RANDOM_KINDS = sorted(FAULT_KINDS - {"slow", "total_changes", "stale_copies"})
 RATE = 0.10
 #: Faults that cost a retry each (the others are tampered data the client filters).
 RETRYING = set(RANDOM_KINDS) - {"duplicate_records", "outside_window"}
