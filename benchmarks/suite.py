@@ -54,7 +54,7 @@ def plan(work: Workload) -> list[Step]:
         Step("W1(b)", "naive_file", day),
         Step("W1(b)", "dlt_file", day),
         Step("W1(c)", "ours_postgres", day, reps),
-        Step("W1(c)", "ours_postgres_existing", day),
+        Step("W1(c)", "ours_postgres_existing", day, reps),
         Step("W1(c)", "naive_postgres", day),
         Step("W1(c)", "dlt_postgres", day),
         Step("W2", "floor", work.split_day),
@@ -212,8 +212,9 @@ def run(args: argparse.Namespace) -> tuple[list[Row], list[report.Check], str]:
     )
     meter = cpu.CpuMeter(sim.process.pid)
     rows: list[Row] = []
+    steps = [s for s in plan(work) if not args.only or s.config in args.only]
     try:
-        for i, step in enumerate(plan(work)):
+        for i, step in enumerate(steps):
             row = Row(step.workload, step.sink, step.who, step.dataset.key, step.dataset.n)
             row.variant = CONFIGS[step.config].variant
             row.skipped = skip_reason(step, pg_problem, has_dlt)
@@ -259,6 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--smoke", action="store_true", help="a tiny workload: checks the suite, not speed")
     parser.add_argument("--reps", type=int, help="repetitions of floor and ours on W1 (default 3)")
     parser.add_argument("--latency", type=float, default=workload.LATENCY)
+    parser.add_argument(
+        "--only",
+        type=lambda text: [c for c in text.split(",") if c],
+        metavar="CONFIG,...",
+        help=f"run only these configurations (of: {', '.join(CONFIGS)}), e.g. floor,ours_postgres_existing",
+    )
     parser.add_argument(
         "--out", default=str(ROOT / "benchmarks" / ".out"), help="scratch folder (logs, data)"
     )

@@ -29,6 +29,8 @@ memory stays flat, and nothing is committed unless everything succeeded.
 from __future__ import annotations
 
 import contextlib
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -112,9 +114,10 @@ def _stream(
     on_batch: Callable[[int], None] | None,
     *,
     derived: bool = False,
+    extra: tuple[str, ...] = (),
 ) -> int:
     """COPY every record with ``statement``; the number of rows written. ``derived``: the jsonb field
-    columns too (:meth:`RowMapper.row`)."""
+    columns too (:meth:`RowMapper.row`); ``extra``: text values appended to every row (``loaded_at``)."""
     count = 0
 
     def counted() -> Iterator[list[Record]]:
@@ -126,7 +129,9 @@ def _stream(
                 on_batch(len(batch))
 
     if db.psycopg2:
-        lines = (copy_line(row) for batch in counted() for row in mapper.batch_rows(batch, derived=derived))
+        lines = (
+            copy_line(row + extra) for batch in counted() for row in mapper.batch_rows(batch, derived=derived)
+        )
         copy_expert(db.cursor, statement.as_string(None), _CopyReader(lines))
         return count
     from psycopg.copy import QueuedLibpqWriter
@@ -136,11 +141,12 @@ def _stream(
     with db.cursor.copy(statement, writer=QueuedLibpqWriter(db.cursor)) as copy:
         # Every value is text or an int by now (RowMapper): naming the types spares a lookup per value.
         columns = mapper.layout.columns if derived else mapper.layout.staged
-        copy.set_types(["integer" if c.kind is FieldKind.INTEGER else "text" for c in columns])
+        types = ["integer" if c.kind is FieldKind.INTEGER else "text" for c in columns]
+        copy.set_types(types + ["text"] * len(extra))
         write = copy.write_row
         for batch in counted():
             for row in mapper.batch_rows(batch, derived=derived):
-                write(row)
+                write(row + extra if extra else row)
     return count
 
 
@@ -255,9 +261,10 @@ def _staging_table(db: _Statements, layout: TableLayout) -> str:
     return staging
 
 
-def _upsert_staged(load: _Load, staging: str, *, locked: bool) -> tuple[int, int, bool]:
+def _upsert_staged(load: _Load, staging: str, *, locked: bool, copied: int = 0) -> tuple[int, int, bool]:
     """Check the staged ids, then upsert them (taking the table's lock unless ``locked``, and creating the table
-    if it is still missing): (inserted, updated, created)."""
+    if it is still missing): (inserted, updated, created). ``copied``: rows this load COPYed straight in,
+    none of which may come again among the staged ones."""
     db, layout, schema, table = load.db, load.mapper.layout, load.schema, load.table
     twice = db.rows(q.duplicate_id(staging))
     if twice:
@@ -265,7 +272,7 @@ def _upsert_staged(load: _Load, staging: str, *, locked: bool) -> tuple[int, int
     if not locked:
         db.run(q.LOCK_TABLE, (f"{schema}.{table}",))
     created = _ensure_table(db, layout, schema, table)
-    if not created and locked:  # this load may have COPYed some records straight in before staging others
+    if copied:
         twice = db.rows(q.loaded_here(schema, table, staging))
         if twice:
             raise _came_twice(layout, twice[0][0], schema, table)
@@ -283,10 +290,62 @@ def _load_via_staging(load: _Load) -> LoadResult:
     return LoadResult(rows=rows, inserted=inserted, updated=updated, created=created)
 
 
-#: Records a load into an existing table collects before asking the table which of their ids it holds: large
-#: enough that the probe and the COPY's round trips are a few per hundred thousand records, small enough to
-#: hold (a few MB of JSON).
-CHUNK_ROWS = 20_000
+#: Records a load into an existing table COPYs straight in at a time, each chunk under a savepoint: large enough
+#: that the COPYs' round trips are a few per hundred thousand records, small enough to hold (a few MB of JSON)
+#: for staging again if the table turns out to hold one of its ids.
+CHUNK_ROWS = 25_000
+#: Savepoints one load takes at most: PostgreSQL keeps 64 subtransactions of a session in shared memory (more
+#: slow every other session's snapshots down). Past these, each chunk's ids are looked up before its COPY.
+MAX_SAVEPOINTS = 48
+#: How far the reading thread of a load into an existing table may run ahead of the database, in chunks.
+AHEAD_CHUNKS = 1
+_END = object()
+
+
+def _read_ahead(batches: Iterable[list[Record]], first: int, limit: int) -> Iterator[list[Record]]:
+    """``batches``, the first ``first`` records read on the caller's thread (where the hook sets itself up),
+    the rest by a thread of its own up to ``limit`` batches ahead: the extraction keeps fetching while the
+    database works on the chunk before. The thread is stopped, and waited for, when this generator ends."""
+    source = iter(batches)
+    have = 0
+    for batch in source:
+        yield batch
+        have += len(batch)
+        if have >= first:
+            break
+    else:
+        return
+    waiting: queue.Queue[Any] = queue.Queue(maxsize=limit)
+    stop = threading.Event()
+
+    def put(item: Any) -> bool:
+        while not stop.is_set():
+            try:
+                waiting.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pump() -> None:
+        try:
+            for batch in source:
+                if not put(batch):
+                    return
+            put(_END)
+        except BaseException as err:  # re-raised on the load's thread
+            put(err)
+
+    reader = threading.Thread(target=pump, name="opsera-postgres-read-ahead", daemon=True)
+    reader.start()
+    try:
+        while (item := waiting.get()) is not _END:
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        stop.set()
+        reader.join()
 
 
 def _chunks(batches: Iterable[list[Record]], size: int) -> Iterator[list[list[Record]]]:
@@ -302,30 +361,72 @@ def _chunks(batches: Iterable[list[Record]], size: int) -> Iterator[list[list[Re
         yield chunk
 
 
+class _Direct:
+    """COPYs chunks straight into an existing table (held under this load's lock) while none of their ids is
+    there yet: under a savepoint, so a unique violation (a rerun, an overlapping interval) undoes only that
+    chunk, which then goes to staging."""
+
+    def __init__(self, load: _Load) -> None:
+        self.load = load
+        layout = load.mapper.layout
+        self.statement = q.copy_into_table(layout, load.schema, load.table, loaded_at=True)
+        self.probe = q.existing_id(load.schema, load.table)
+        # Every row this load COPYs carries the transaction's now(), as the upsert's rows do.
+        self.now: tuple[str, ...] = (str(load.db.rows(q.NOW)[0][0]),)
+        self.savepoints = 0
+
+    def copy(self, chunk: list[list[Record]]) -> bool:
+        """COPY the chunk into the table; False (nothing written) if the table holds one of its ids."""
+        db, load = self.load.db, self.load
+        if self.savepoints >= MAX_SAVEPOINTS:  # look the ids up first, then COPY without a savepoint
+            if db.rows(self.probe, ([r.id for batch in chunk for r in batch],)):
+                return False
+            _stream(db, load.mapper, self.statement, chunk, None, derived=True, extra=self.now)
+            return True
+        self.savepoints += 1
+        db.run(sql.SQL("SAVEPOINT opsera_chunk"))
+        try:
+            _stream(db, load.mapper, self.statement, chunk, None, derived=True, extra=self.now)
+        except Exception as err:
+            if _sqlstate(err) != "23505":  # unique_violation
+                raise
+            db.run(sql.SQL("ROLLBACK TO SAVEPOINT opsera_chunk"))
+            return False
+        db.run(sql.SQL("RELEASE SAVEPOINT opsera_chunk"))
+        return True
+
+
 def _load_into_existing(load: _Load) -> LoadResult:
-    """Holding the table's lock: COPY each chunk of records whose ids the table does not hold yet straight into
-    it, stage the other chunks, and upsert those after the last record."""
+    """Holding the table's lock: COPY chunks of records straight into the table while their ids are new to it;
+    from the first chunk that is not, stage the records, and upsert them after the last one."""
     db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
     layout = mapper.layout
     _ensure_table(db, layout, schema, table)  # columns a newer catalogue knows, before any row goes in
-    direct = q.copy_into_table(layout, schema, table)
-    probe = q.existing_id(schema, table)
+    direct: _Direct | None = _Direct(load)
     staging: str | None = None
     copied = staged = 0
-    for chunk in _chunks(load.batches, CHUNK_ROWS):
-        ids = [r.id for batch in chunk for r in batch]
-        if len(set(ids)) != len(ids):
-            raise _came_twice(layout, _first_repeat(ids), schema, table)
-        if staging is None and not db.rows(probe, (ids,)):
-            copied += _stream(db, mapper, direct, chunk, load.on_batch, derived=True)
-            continue
-        # A rerun or an overlapping interval: from here on, the upsert decides, row by row.
-        if staging is None:
-            staging = _staging_table(db, layout)
-        staged += _stream(db, mapper, q.copy_into(layout, staging), chunk, load.on_batch)
+    # Records of about a page each: AHEAD_CHUNKS chunks of them may wait while the database is busy. Closed
+    # here, not when collected: the reading thread must be gone before the caller closes the source.
+    ahead = _read_ahead(load.batches, CHUNK_ROWS, max(1, AHEAD_CHUNKS * CHUNK_ROWS // 1000))
+    with contextlib.closing(ahead):  # type: ignore[type-var]
+        for chunk in _chunks(ahead, CHUNK_ROWS):
+            ids = [r.id for batch in chunk for r in batch]
+            if len(set(ids)) != len(ids):
+                raise _came_twice(layout, _first_repeat(ids), schema, table)
+            if direct is not None and direct.copy(chunk):
+                copied += len(ids)
+                if load.on_batch is not None:
+                    for batch in chunk:
+                        load.on_batch(len(batch))
+                continue
+            # A rerun or an overlapping interval: from here on, the upsert decides, row by row.
+            direct = None
+            if staging is None:
+                staging = _staging_table(db, layout)
+            staged += _stream(db, mapper, q.copy_into(layout, staging), chunk, load.on_batch)
     inserted = updated = 0
     if staging is not None:
-        inserted, updated, _ = _upsert_staged(load, staging, locked=True)
+        inserted, updated, _ = _upsert_staged(load, staging, locked=True, copied=copied)
     return LoadResult(rows=copied + staged, inserted=copied + inserted, updated=updated)
 
 
