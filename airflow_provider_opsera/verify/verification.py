@@ -30,15 +30,10 @@ from airflow_provider_opsera.verify.model import (
 
 
 def signing_key_of(conn_id: str) -> bytes:
-    """The HMAC key kept in an Airflow connection's password."""
-    from airflow_provider_opsera.compat import BaseHook
+    """The HMAC key kept in an Airflow connection's password (the one :func:`landing.signing_key` reads)."""
+    from airflow_provider_opsera.landing import signing_key
 
-    password = BaseHook.get_connection(conn_id).password
-    if not password:
-        raise ValueError(
-            f"Connection {conn_id!r} has no password: it should hold the manifests' signing key."
-        )
-    return password.encode()
+    return signing_key(conn_id)
 
 
 def verify_archive(
