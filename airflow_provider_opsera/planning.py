@@ -43,12 +43,28 @@ RANGE_ALLOWANCE = dt.timedelta(seconds=60)
 
 
 @dataclass(frozen=True)
-class Piece:
-    """One query and the slice of records it answers for."""
+class _Slice:
+    """The records a query answers for: ``lo <= createdAt < hi`` (UTC)."""
 
-    #: Records kept: ``lo <= createdAt < hi`` (UTC).
     lo: DateTime
     hi: DateTime
+
+    @property
+    def lo_key(self) -> str:
+        return sort_key(self.lo)
+
+    @property
+    def hi_key(self) -> str:
+        return sort_key(self.hi)
+
+    def describe(self) -> str:
+        return f"[{self.lo.isoformat()}, {self.hi.isoformat()})"
+
+
+@dataclass(frozen=True)
+class Piece(_Slice):
+    """One query and the slice of records it answers for."""
+
     #: The span the query's time parameters name (whole days, or whole minutes for v2).
     span_start: DateTime
     span_end: DateTime
@@ -60,14 +76,6 @@ class Piece:
     live: bool = False
 
     @property
-    def lo_key(self) -> str:
-        return sort_key(self.lo)
-
-    @property
-    def hi_key(self) -> str:
-        return sort_key(self.hi)
-
-    @property
     def days(self) -> int:
         return max(1, round((self.span_end - self.span_start).total_seconds() / 86400))
 
@@ -76,7 +84,7 @@ class Piece:
         return max(1, round((self.span_end - self.span_start).total_seconds() / 60))
 
     def describe(self) -> str:
-        text = f"[{self.lo.isoformat()}, {self.hi.isoformat()})"
+        text = super().describe()
         if self.split:
             text += f" {self.split[0]}={self.split[1]}"
         return text
@@ -150,24 +158,11 @@ def initial_pieces(
 
 
 @dataclass(frozen=True)
-class RangeWindow:
+class RangeWindow(_Slice):
     """One ``range=<n>s`` query (v1) answering for ``lo <= createdAt < hi``: the records of the last ``n``
     seconds before the server's now, where ``n`` is chosen when the request is made."""
 
-    lo: DateTime
-    hi: DateTime
     filters: tuple[tuple[str, str], ...] = ()
-
-    @property
-    def lo_key(self) -> str:
-        return sort_key(self.lo)
-
-    @property
-    def hi_key(self) -> str:
-        return sort_key(self.hi)
-
-    def describe(self) -> str:
-        return f"[{self.lo.isoformat()}, {self.hi.isoformat()})"
 
     def seconds_at(self, now: DateTime) -> int:
         """The ``range`` to ask for at ``now``: back to ``lo``, plus the skew margin and the allowance."""

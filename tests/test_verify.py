@@ -101,7 +101,6 @@ def land_interval(
     hours: int = 24,
     name: str | None = None,
     conn_id: str | None = None,
-    chain: bool = True,
     payloads: list[bytes] | None = None,
 ) -> ObjectStoragePath:
     end = start.add(hours=hours)
@@ -113,8 +112,7 @@ def land_interval(
         {"log_type": "audit", "start": start.isoformat(), "end": end.isoformat()},
         records_per_part=4,
     )
-    if chain:
-        ensure_chain(folder)
+    ensure_chain(folder)
     return folder
 
 
@@ -169,18 +167,6 @@ def test_an_intact_archive_verifies_and_the_command_exits_0(base, tmp_path, caps
     assert "http://" not in page and "https://" not in page and "<script" not in page  # self-contained
 
 
-def test_format_1_manifests_have_no_chain_a_warning_not_a_failure(base):
-    archive(base, days=2, chain=False)
-    report = verify(base, days=2)
-    if report.folders[0].manifest_format and report.folders[0].manifest_format >= 2:
-        pytest.skip(
-            "landing writes chained manifests now: format 1 is covered by hand-written manifests below"
-        )
-    assert report.ok
-    assert set(statuses(report).values()) == {"warning"}
-    assert "no chain (format 1)" in report.intervals[0].findings[0].message
-
-
 def test_a_hand_written_format_1_manifest_is_a_warning(base):
     folder = archive(base, days=1)[0]
     manifest = json.loads(_read(folder, "manifest.json"))
@@ -190,6 +176,7 @@ def test_a_hand_written_format_1_manifest_is_a_warning(base):
     _write(folder, "manifest.json", json.dumps(manifest).encode())
     report = verify(base, days=1)
     assert report.ok and statuses(report) == {"2026-01-01": "warning"}
+    assert "no chain (format 1)" in report.intervals[0].findings[0].message
 
 
 # -- tampering ------------------------------------------------------------------------------------------

@@ -4,11 +4,11 @@ except under ``CI=true``, where it fails the run."""
 
 from __future__ import annotations
 
-import os
 import pathlib
 import sys
 
 import pytest
+from opt_in import deselect_unless_asked
 
 HERE = pathlib.Path(__file__).resolve().parent
 # The browser test's process helpers (started by id, stopped by process group) and Airflow stack.
@@ -21,23 +21,5 @@ def pytest_configure(config: pytest.Config) -> None:
     )
 
 
-def _asked_for(config: pytest.Config) -> bool:
-    if os.environ.get("OPSERA_TRIGGERER_TESTS", "").lower() in ("1", "true", "yes"):
-        return True
-    if "triggerer" in (config.option.markexpr or ""):
-        return True
-    here = config.invocation_params.dir
-    for arg in config.args:
-        path = (here / arg.split("::")[0]).resolve()
-        if path == HERE or HERE in path.parents:
-            return True
-    return False
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _asked_for(config):
-        return
-    deselected = [item for item in items if item.get_closest_marker("triggerer")]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("triggerer")]
+    deselect_unless_asked(config, items, "triggerer", "OPSERA_TRIGGERER_TESTS", HERE)

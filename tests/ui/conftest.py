@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from opt_in import deselect_unless_asked
 from ui_pages import CHROMIUM, CHROMIUM_ARGS, Screenshots
 from ui_processes import ManagedProcess, wait_for
 from ui_stack import AirflowStack, scratch_database
@@ -36,26 +37,8 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "browser: drives Chromium against a live Airflow (make test-browser)")
 
 
-def _asked_for(config: pytest.Config) -> bool:
-    if os.environ.get("OPSERA_BROWSER_TESTS", "").lower() in ("1", "true", "yes"):
-        return True
-    if "browser" in (config.option.markexpr or ""):
-        return True
-    here = config.invocation_params.dir
-    for arg in config.args:
-        path = (here / arg.split("::")[0]).resolve()
-        if path == UI_DIR or UI_DIR in path.parents:
-            return True
-    return False
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if _asked_for(config):
-        return
-    deselected = [item for item in items if item.get_closest_marker("browser")]
-    if deselected:
-        config.hook.pytest_deselected(items=deselected)
-        items[:] = [item for item in items if not item.get_closest_marker("browser")]
+    deselect_unless_asked(config, items, "browser", "OPSERA_BROWSER_TESTS", UI_DIR)
 
 
 def _root_conftest(config: pytest.Config) -> Any:
