@@ -30,6 +30,8 @@ How much runs at once, and why:
 - ``max_active_tis_per_dag`` and ``max_active_tis_per_dagrun`` = 8: days landing at once, all log types
   together (32 requests in flight at the default concurrency), leaving pool slots to the daily runs. The plan
   lists a day's log types side by side, so every type moves forward at the same pace.
+- at most ``[core] max_map_length`` (default 1024) days x log types per run, Airflow's own limit on a mapped
+  task: a year of all four log types (1,460) needs two runs, or a higher limit.
 - ``max_active_runs=1``: a second backfill waits for the first instead of racing it over the same folders.
 - ``retries=3`` with a constant ``retry_delay`` of 30 seconds: the hook already retries throttling, 5xx
   answers, connection errors and timeouts itself, with backoff and ``Retry-After``; a task-level retry is for
@@ -45,6 +47,7 @@ import pendulum
 from airflow.sdk import DAG, AssetAlias, Param, task
 
 from airflow_provider_opsera import OpseraLogType
+from airflow_provider_opsera.compat import conf
 from airflow_provider_opsera.operators.logs import OpseraLogsOperator
 
 LOG_TYPES = tuple(t.value for t in OpseraLogType)
@@ -69,7 +72,9 @@ def _pool() -> str:
         return "default_pool"
 
 
-def backfill_days(start: str, end: str, log_types: list[str], now: pendulum.DateTime) -> list[dict]:
+def backfill_days(
+    start: str, end: str, log_types: list[str], now: pendulum.DateTime, max_map_length: int
+) -> list[dict]:
     """One map index per log type and day from ``start`` to ``end`` (both included): its operator arguments,
     day by day (the log types of a day side by side, so every type moves forward at the same pace)."""
     unknown = sorted(set(log_types) - set(LOG_TYPES))
@@ -83,15 +88,22 @@ def backfill_days(start: str, end: str, log_types: list[str], now: pendulum.Date
             f"end ({last.to_date_string()}) has not ended yet (now {now.isoformat()}): backfill only whole days "
             "up to yesterday; the daily DAG lands today's."
         )
+    days, types = (last - first).in_days() + 1, [t for t in LOG_TYPES if t in log_types]
+    if days * len(types) > max_map_length:
+        # Airflow refuses a longer list to map over, with a message that does not say what to do.
+        raise ValueError(
+            f"{days} days x {len(types)} log types is {days * len(types)} mapped tasks, more than "
+            f"[core] max_map_length ({max_map_length}): backfill at most {max_map_length // len(types)} "
+            "days per run, or raise max_map_length (AIRFLOW__CORE__MAX_MAP_LENGTH, on the API server too)."
+        )
     return [
         {
             "log_type": log_type,
             "start": day.isoformat(),
             "end": day.add(days=1).isoformat(),
         }
-        for day in (first.add(days=i) for i in range((last - first).in_days() + 1))
-        for log_type in LOG_TYPES
-        if log_type in log_types
+        for day in (first.add(days=i) for i in range(days))
+        for log_type in types
     ]
 
 
@@ -125,7 +137,10 @@ with DAG(
     def plan_days(params: Any = None) -> list[dict]:
         """The days to land: concrete values, as mapped arguments are not templated."""
         assert params is not None
-        return backfill_days(params["start"], params["end"], list(params["log_types"]), pendulum.now("UTC"))
+        limit = conf.getint("core", "max_map_length", fallback=1024)
+        return backfill_days(
+            params["start"], params["end"], list(params["log_types"]), pendulum.now("UTC"), limit
+        )
 
     OpseraLogsOperator.partial(
         task_id="land_day",

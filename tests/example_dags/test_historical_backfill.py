@@ -146,10 +146,18 @@ def test_a_subset_of_log_types_leaves_the_others_alone(sim, dag, tmp_path):
     [
         ({"start": "2024-05-10", "end": "2024-05-06"}, "end (2024-05-06) is before start (2024-05-10)."),
         ({"start": "2024-05-06", "end": "2999-01-01"}, "end (2999-01-01) has not ended yet"),
+        (
+            {**CONF, "max_map_length": "9"},
+            "5 days x 2 log types is 10 mapped tasks, more than [core] max_map_length (9): backfill at most 4 "
+            "days per run",
+        ),
     ],
 )
-def test_a_bad_range_fails_before_any_request(sim, dag, tmp_path, capfd, conf, message):
+def test_a_bad_range_fails_before_any_request(sim, dag, tmp_path, capfd, monkeypatch, conf, message):
     from airflow.utils.state import DagRunState
+
+    conf = dict(conf)
+    monkeypatch.setenv("AIRFLOW__CORE__MAX_MAP_LENGTH", conf.pop("max_map_length", "1024"))
 
     dag_run = dag.test(run_conf={**conf, "output_base": f"file://{tmp_path}/lake"})
     assert dag_run.state == DagRunState.FAILED
