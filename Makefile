@@ -6,7 +6,7 @@ UV := $(VENV)/bin/uv
 export AIRFLOW_HOME := $(CURDIR)/.airflow-home
 export AIRFLOW__CORE__LOAD_EXAMPLES ?= False
 
-.PHONY: install test lint unit demo bench clean test-browser test-compat test-triggerer
+.PHONY: install test lint unit demo bench clean test-browser test-compat test-triggerer test-cluster
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 10) else "Python 3.10+ is needed (set PYTHON=python3.x)")'
@@ -31,6 +31,16 @@ test: lint unit
 # separate processes on a fresh PostgreSQL database, 50 deferred sensors and the event-driven example DAG.
 test-triggerer: install
 	$(VENV)/bin/pytest tests/triggerer -v -s -p no:cacheprovider $(PYTEST_ARGS)
+
+# The Celery cluster test (tests/cluster): the CeleryExecutor with Redis (127.0.0.1:6379) as broker, PostgreSQL as
+# metadata database and result backend, two `airflow celery worker`s; the example DAGs backfilled over 30 days into
+# moto's S3 and Postgres, checked against the simulator's ground truth; a worker SIGKILLed mid-task.
+$(VENV)/.installed-cluster: $(VENV)/.installed
+	$(UV) pip install --quiet --python $(PY) -e '.[dev,amazon,postgres,celery]'
+	@touch $@
+
+test-cluster: $(VENV)/.installed-cluster
+	$(VENV)/bin/pytest tests/cluster -v -s -p no:cacheprovider $(PYTEST_ARGS)
 
 # The browser test (tests/ui): Airflow's web UI in Debian's Chromium via Playwright. Never `playwright install`:
 # the test launches /usr/bin/chromium itself.
