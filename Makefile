@@ -61,7 +61,7 @@ test-browser: $(VENV)/.installed-browser
 # Python; on 3.3.x with Python 3.13, the smoke subset plus landing, Postgres and verify. A smoke subset
 # (every module imports, hook/operator/sensor/trigger tests, dag.test() of an example DAG) on 3.1.x and 3.2.x,
 # Python 3.12. Each venv pins its release and what a plain
-# install of it gets wrong in compat/constraints-airflow-3.X.txt. Runs are serial: they share PostgreSQL.
+# install of it gets wrong in compat/constraints-airflow-3.X.txt.
 PYENV_ROOT_DIR := $(shell pyenv root 2>/dev/null || echo $(HOME)/.pyenv)
 # The newest installed 3.x.y under pyenv, else python3.x on PATH.
 find_python = $(or $(lastword $(sort $(wildcard $(PYENV_ROOT_DIR)/versions/$(1).*/bin/python))),$(shell command -v python$(1) 2>/dev/null))
@@ -91,18 +91,26 @@ $(eval $(call compat_venv,af31,3.1,PYTHON312))
 $(eval $(call compat_venv,af32,3.2,PYTHON312))
 $(eval $(call compat_venv,af33,3.3,PYTHON313))
 
-# $(1): venv suffix; the rest: what to run (empty: the whole suite).
-compat_run = AIRFLOW_HOME=$(CURDIR)/.airflow-home-$(1) .venv-$(1)/bin/pytest -q -p no:cacheprovider $(2) $(PYTEST_ARGS)
+# $(1): venv suffix; $(2): what to run (empty: the whole suite); output to .compat-logs/$(1).log, and the lane's
+# outcome to .compat-logs/$(1).rc. Two lanes run side by side (each test uses its own PostgreSQL schema or
+# database, port and Airflow home): the full suite on 3.0 in one, the three shorter runs one after another in the
+# other. Each run's whole output is printed when both lanes are done; the target fails if any run failed.
+compat_run = { AIRFLOW_HOME=$(CURDIR)/.airflow-home-$(1) .venv-$(1)/bin/pytest -q -p no:cacheprovider $(2) \
+	$(PYTEST_ARGS) > .compat-logs/$(1).log 2>&1; echo $$? > .compat-logs/$(1).rc; }
 
 test-compat: .venv-af30/.installed .venv-af31/.installed .venv-af32/.installed .venv-af33/.installed
-	@echo "== Airflow 3.0, Python 3.10: full suite"
-	$(call compat_run,af30)
-	@echo "== Airflow 3.3, Python 3.13: smoke subset, landing, Postgres and verify (make test runs all of 3.3)"
-	$(call compat_run,af33,$(COMPAT_SMOKE) $(COMPAT_PYTHON))
-	@echo "== Airflow 3.1, Python 3.12: smoke subset"
-	$(call compat_run,af31,$(COMPAT_SMOKE))
-	@echo "== Airflow 3.2, Python 3.12: smoke subset"
-	$(call compat_run,af32,$(COMPAT_SMOKE))
+	@rm -rf .compat-logs && mkdir .compat-logs
+	@echo "== compat: Airflow 3.0/Python 3.10 full suite, beside 3.3/Python 3.13, 3.1 and 3.2 (Python 3.12) in turn"
+	@$(call compat_run,af30) & \
+	{ $(call compat_run,af33,$(COMPAT_SMOKE) $(COMPAT_PYTHON)); $(call compat_run,af31,$(COMPAT_SMOKE)); \
+	  $(call compat_run,af32,$(COMPAT_SMOKE)); } ; wait
+	@failed=""; for lane in "af30:Airflow 3.0, Python 3.10: full suite" \
+		"af33:Airflow 3.3, Python 3.13: smoke subset, landing, Postgres and verify (make test runs all of 3.3)" \
+		"af31:Airflow 3.1, Python 3.12: smoke subset" "af32:Airflow 3.2, Python 3.12: smoke subset"; do \
+		v=$${lane%%:*}; echo "== $${lane#*:}"; cat .compat-logs/$$v.log; \
+		test "$$(cat .compat-logs/$$v.rc)" = 0 || failed="$$failed $$v"; done; \
+	for v in af30 af33 af31 af32; do echo "compat $$v: $$(tail -1 .compat-logs/$$v.log)"; done; \
+	test -z "$$failed" || { echo "make test-compat FAILED in:$$failed" >&2; exit 1; }
 
 demo: install
 	$(PY) tools/demo.py
@@ -117,4 +125,4 @@ bench: $(VENV)/.installed-bench
 
 clean:
 	rm -rf $(VENV) .airflow-home demo-output .pytest_cache .mypy_cache .ruff_cache \
-		.venv-af30 .venv-af31 .venv-af32 .venv-af33 .airflow-home-af30 .airflow-home-af31 .airflow-home-af32 .airflow-home-af33
+		.compat-logs .venv-af30 .venv-af31 .venv-af32 .venv-af33 .airflow-home-af30 .airflow-home-af31 .airflow-home-af32 .airflow-home-af33
