@@ -151,8 +151,16 @@ _CAPPED_DAY_HELP = {
 }
 
 
-def _capped_day(endpoint: Endpoint, piece: Piece, n_records: int) -> OpseraIncompleteResultError:
-    """A one-day v1 response at the cap that no value of the split field can divide any further."""
+def _capped_day(
+    endpoint: Endpoint, piece: Piece, n_records: int, count: int | None = None
+) -> OpseraIncompleteResultError:
+    """A one-day v1 response at the cap (or cut short below it, fewer records than its ``count``) that no
+    value of the split field can divide any further."""
+    short = (
+        f", fewer than its count of {count}: the server cut it short below the API's documented cap"
+        if n_records < endpoint.cap and count is not None and count > n_records
+        else ", the API's cap"
+    )
     split_field = endpoint.split_field
     filters = {k: v for k, v in piece.filters if piece.split is None or k != piece.split[0]}
     shown = ", ".join(f"{k}={v}" for k, v in sorted(filters.items()))
@@ -175,7 +183,7 @@ def _capped_day(endpoint: Endpoint, piece: Piece, n_records: int) -> OpseraIncom
     return _incomplete(
         endpoint,
         piece,
-        f"the response holds {n_records} records, the API's cap. The v1 API cannot return more than "
+        f"the response holds {n_records} records{short}. The v1 API cannot return more than "
         f"{endpoint.cap} records for one day and filter, and {endpoint.path} only queries whole days, so a "
         f"narrower interval cannot help; {why}.",
         help_text,
@@ -257,8 +265,10 @@ class RangeWindowProof:
                     "README, 'Busy accounts'.)",
                     window=err.window,
                 ) from None
-        if len(page.records) >= self.endpoint.cap:
-            return self._fall_back(f"the window held {len(page.records)} records, the API's cap")
+        if possibly_truncated(page, self.endpoint.cap):
+            return self._fall_back(
+                f"the window held {len(page.records)} records, {_short_of(page, self.endpoint.cap)}"
+            )
         if page.received is None or not self.window.reached(ticket.seconds, page.received):
             if page.received is not None and ticket.attempt < MAX_RANGE_ASKS:
                 return Step([], [self._ask(page.received, ticket.attempt + 1)])
@@ -283,6 +293,20 @@ def ask_range(window: RangeWindow, now: DateTime) -> str:
 
 
 # -- v1 -----------------------------------------------------------------------------------------------------
+def possibly_truncated(page: Page, cap: int) -> bool:
+    """Whether a v1 answer may hold fewer records than its query matched: it reached the cap (whatever
+    ``count`` says), or it holds fewer records than its own ``count``. Under either reading of v1's ``count``
+    (every match, or the records sent) a smaller page than its count is cut short: a server capping below its
+    documented cap. Trusting such a page would lose the rest silently."""
+    n = len(page.records)
+    return n >= cap or (page.count is not None and page.count > n)
+
+
+def _short_of(page: Page, cap: int) -> str:
+    """Why a possibly truncated answer is: the cap, or its own count."""
+    return "the API's cap" if len(page.records) >= cap else f"fewer than its count of {page.count}"
+
+
 @dataclass(eq=False)
 class _SplitGroup:
     """A capped one-day v1 query, split by the values of one field, waiting to be proven complete."""
@@ -337,19 +361,21 @@ class SplitDayProof:
 
     def _on_day(self, ticket: _DayQuery, page: Page) -> Step:
         piece, group, endpoint = ticket.piece, ticket.group, self.endpoint
-        if len(page.records) < endpoint.cap:
+        # Inside a split group the group's proof (its records against the day's count) judges each answer.
+        short = possibly_truncated(page, endpoint.cap) if group is None else len(page.records) >= endpoint.cap
+        if not short:
             records = _dedupe(_in_slice(piece, page.records, self.stats))
             asks: list[Ask] = []
             if group is not None:
                 group.found += _in_span(piece, _dedupe(page.records))
                 asks = self._settle(group)
             return Step(records, asks)
-        # Reached the cap: possibly truncated, whatever ``count`` says.
+        # Reached the cap (or cut short below it): possibly truncated, whatever ``count`` says.
         if piece.days > 1:
             self.stats.splits += 1
             return Step([], [self._ask(_DayQuery(day)) for day in split_days(piece)])
         if not can_split_by_value(endpoint, piece):
-            raise _capped_day(endpoint, piece, len(page.records))
+            raise _capped_day(endpoint, piece, len(page.records), page.count)
         total = page.count if page.count is not None and page.count > len(page.records) else None
         new_group = _SplitGroup(piece, total)
         self.stats.splits += 1

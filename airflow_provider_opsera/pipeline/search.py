@@ -271,7 +271,8 @@ class WatchSearch:
         self.stats.requests += 1
         self.stats.records += len(records)
         self.stats.pipeline_records += sum(1 for r in records if self.watch.of_pipeline(r))
-        capped = len(records) >= self.cap
+        # Cut short below the cap (fewer records than its own count) is as unprovable as capped.
+        capped = len(records) >= self.cap or (count is not None and count > len(records))
         if capped:
             self.stats.capped += 1
             self.hints.extend(relevant(self.watch, records))

@@ -96,3 +96,37 @@ def test_the_audit_log_type_reads_the_day_the_v1_endpoint_cannot(sim):
     sim.generate("audit", DAY, NEXT, 3000, split_values=["pipeline"])
     records = list(OpseraHook().iter_logs("audit", DAY, NEXT, {"type": "pipeline"}))
     assert len(records) == 3000
+
+
+# -- a server that cuts a v1 answer short below the documented cap -----------------------------------------
+@pytest.fixture
+def low_cap_sim(monkeypatch):
+    """A server capping v1 answers at 100 records (the provider expects 1000) and counting every match."""
+    import dataclasses
+
+    with OpseraSimulator(seed=11) as simulator:
+        simulator.config = dataclasses.replace(simulator.config, cap=100, v1_count="total")
+        monkeypatch.setenv("AIRFLOW_CONN_OPSERA_DEFAULT", simulator.connection_json())
+        yield simulator
+
+
+def test_an_answer_shorter_than_its_count_is_not_taken_as_the_whole_day(low_cap_sim):
+    """100 records with count 2000, under the documented cap: never landed as the day (it used to be)."""
+    low_cap_sim.generate("pipeline_activity", DAY, NEXT, 2000, split_values=["sdlc"])
+    message = error_of("pipeline_activity")  # split by type, and the one type's answer is still short
+    assert "the API counts 2000 records for the day" in message and message.endswith(LAST)
+    # With the split field fixed by a filter, the short answer itself is the reason.
+    low_cap_sim.generate("user_activity", DAY, NEXT, 300, split_values=["pipeline"])
+    message = error_of("user_activity", {"type": "pipeline"})
+    assert "the response holds 100 records, fewer than its count of 300: the server cut it short" in message
+    assert message.endswith(LAST)
+
+
+def test_an_answer_shorter_than_its_count_is_split_and_proven(low_cap_sim):
+    """The same server, a day whose records of each type fit in one short answer: split by type, exact."""
+    types = ["login", "logout", "create", "update", "delete", "view", "export", "import"]
+    low_cap_sim.generate("user_activity", DAY, NEXT, 400, split_values=types)
+    got = list(OpseraHook().iter_logs("user_activity", DAY, NEXT))
+    truth = low_cap_sim.ground_truth("user_activity", DAY, NEXT)
+    assert sorted(r["_id"] for r in got) == sorted(r["_id"] for r in truth)
+    assert len(truth) == 400
