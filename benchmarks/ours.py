@@ -4,8 +4,9 @@
 - ``file``: ``OpseraLogsOperator.execute`` with a ``file://`` ``output_path`` (gzipped NDJSON parts + manifest);
 - ``postgres``: ``OpseraLogsToPostgresOperator.execute`` into a table that does not exist yet (a first load:
   COPY straight into the new table, indexes built after);
-- ``postgres_existing``: the same into an existing, indexed, empty table (every later load: COPY into a
-  temporary table, then the upsert).
+- ``postgres_existing``: the same into an existing, indexed, empty table (every later load: new records
+  COPYed straight into the indexed table as they arrive, a chunk under each savepoint; records the table
+  already holds would be staged and upserted).
 
 The operators run with a minimal context: only ``outlet_events``, which both use to emit their asset event.
 """
@@ -156,7 +157,8 @@ class OursPostgres(_Ours):
 
 
 class OursPostgresExisting(OursPostgres):
-    """The load every day after the first: into an existing table, through the staging table and the upsert."""
+    """The load every day after the first: into an existing, indexed table, whose upsert path COPYs a day's
+    new records straight in."""
 
     variant = "existing table"
 

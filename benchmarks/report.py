@@ -173,7 +173,7 @@ def targets(rows: list[Row], day: str, small: str, large: str) -> list[Check]:
         ("count", "W1(a)", 0.8, ""),
         ("file", "W1(b)", 0.8, ""),
         ("postgres", "W1(c)", 0.6, ""),
-        ("postgres", "W1(c) existing table", 0.6, "existing table"),
+        ("postgres", "W1(c) existing table", 0.75, "existing table"),
     ):
         ours = find(rows, "ours", day, sink, variant)
         if ours is None and variant:

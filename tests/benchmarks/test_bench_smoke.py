@@ -81,8 +81,27 @@ def test_every_configuration_delivers_the_workload(target_spec, postgres_dsn, re
     markdown = report.render_markdown(rows, checks, report.machine(), suite.describe(WORK), notes)
     assert "| workload | sink | run |" in markdown and "## What bounds each figure" in markdown
     targets = report.text_table(*report.targets_table(checks))
-    assert "W1(b) ours/floor >= 0.8" in targets and "W1(c) existing table ours/floor >= 0.6" in targets
+    assert "W1(b) ours/floor >= 0.8" in targets and "W1(c) existing table ours/floor >= 0.75" in targets
     assert "postgres (existing table)" in markdown
+
+
+def test_a_missed_upsert_target_is_reported_not_raised():
+    def row(who: str, sink: str, wall: float, variant: str = "") -> report.Row:
+        result = {"walls": [wall], "records": 1000}
+        return report.Row("W1", sink, who, WORK.day.key, 1000, result, variant=variant)
+
+    rows = [
+        row("floor", "none", 1.0),
+        row("ours", "postgres", 1.25),
+        row("ours", "postgres", 1.5, "existing table"),
+    ]
+    checks = {c.what: c for c in report.targets(rows, WORK.day.key, WORK.small_day.key, WORK.large_day.key)}
+    assert checks["W1(c) ours/floor >= 0.6"].ok is True
+    existing = checks["W1(c) existing table ours/floor >= 0.75"]
+    assert (existing.measured, existing.ok) == ("0.67", False)
+    assert "| W1(c) existing table ours/floor >= 0.75 | 0.67 | MISSED |" in report.markdown_table(
+        *report.targets_table(list(checks.values()))
+    )
 
 
 def _drop(dsn: str, schema: str) -> None:

@@ -270,6 +270,10 @@ def test_past_the_savepoint_budget_chunks_are_looked_up_first(
     result = load(postgres_dsn, pg_schema, "runs", _batches(ids, status="success"))
     assert (result.rows, result.inserted, result.updated) == (50, 40, 10)
     assert len(rows_of(pg, pg_schema, "runs")) == 50
+    twice = [f"d{i:03d}" for i in range(25)] + ["d021"]  # within the unsaved third chunk
+    with pytest.raises(OpseraError, match="record _id=d021 came more than once in this load"):
+        load(postgres_dsn, pg_schema, "runs", _batches(twice))
+    assert len(rows_of(pg, pg_schema, "runs")) == 50
 
 
 def test_a_failing_source_stops_the_reading_thread_and_leaves_the_table(
@@ -287,3 +291,74 @@ def test_a_failing_source_stops_the_reading_thread_and_leaves_the_table(
         load(postgres_dsn, pg_schema, "runs", batches())
     assert snapshot(pg, pg_schema, "runs") == before
     assert not [t for t in threading.enumerate() if t.name == "opsera-postgres-read-ahead"]
+
+
+# -- a chunk's rows go to the server as its batches arrive ----------------------------------------------------
+def test_a_chunk_is_written_while_its_batches_arrive(pg, pg_schema, postgres_dsn, small_chunks, monkeypatch):
+    # Nothing waits for a whole chunk: the first batch is in the COPY before the second is asked for.
+    monkeypatch.setattr(load_module, "CHUNK_ROWS", 10_000)
+    empty_table(pg, pg_schema, "runs")
+    asked: list[int] = []
+    written: list[int] = []
+    stream = load_module._stream
+
+    def spy(db, mapper, statement, batches, *args, **kwargs):
+        def seen():
+            for batch in batches:
+                written.append(len(asked))
+                yield batch
+
+        return stream(db, mapper, statement, seen(), *args, **kwargs)
+
+    def source() -> Iterator[list[Record]]:
+        for k in range(4):
+            asked.append(k)
+            yield [record(f"s{k}-{j}") for j in range(5)]
+
+    monkeypatch.setattr(load_module, "_stream", spy)
+    monkeypatch.setattr(load_module, "_read_ahead", lambda batches, first, limit: (b for b in batches))
+    result = load(postgres_dsn, pg_schema, "runs", source())
+    assert (result.rows, result.inserted) == (20, 20)
+    assert written == [1, 2, 3, 4]  # each batch written before the next was read: one chunk, streamed
+
+
+def test_a_conflict_in_the_middle_of_a_chunk_stages_all_of_it(pg, pg_schema, postgres_dsn, small_chunks):
+    # The third chunk's second batch holds a loaded id: its first batch, already sent, is undone with it and
+    # staged; nothing is lost or written twice, the loaded row is updated once.
+    empty_table(pg, pg_schema, "runs")
+    load(postgres_dsn, pg_schema, "runs", [[record("m000", status="running")]])
+    ids = [f"a{i:03d}" for i in range(25)] + ["m000"] + [f"z{i:03d}" for i in range(9)]
+    result = load(postgres_dsn, pg_schema, "runs", _batches(ids, status="success"))
+    assert (result.rows, result.inserted, result.updated) == (35, 34, 1)
+    assert sorted(rows_of(pg, pg_schema, "runs", "status")) == [(i, "success") for i in sorted(ids)]
+
+
+def test_a_source_failing_inside_an_open_copy_leaves_the_table(pg, pg_schema, postgres_dsn, small_chunks):
+    empty_table(pg, pg_schema, "runs")
+    load(postgres_dsn, pg_schema, "runs", [[record("old")]])
+    before = snapshot(pg, pg_schema, "runs")
+
+    def batches() -> Iterator[list[Record]]:
+        for k in range(5):  # 25 records: the third chunk's COPY is open when the source fails
+            yield [record(f"x{k}-{j}") for j in range(5)]
+        raise RuntimeError("the API went away")
+
+    with pytest.raises(RuntimeError, match="the API went away"):
+        load(postgres_dsn, pg_schema, "runs", batches())
+    assert snapshot(pg, pg_schema, "runs") == before
+
+
+def test_a_database_error_inside_a_chunk_leaves_the_table(pg, pg_schema, postgres_dsn, small_chunks):
+    # Not a unique violation (a DBA's CHECK constraint refuses one row): no staging, the whole load rolls back.
+    empty_table(pg, pg_schema, "runs")
+    pg.execute(
+        sql.SQL("ALTER TABLE {} ADD CONSTRAINT no_bad CHECK (_id <> 'bad')").format(
+            sql.Identifier(pg_schema, "runs")
+        )
+    )
+    load(postgres_dsn, pg_schema, "runs", [[record("old")]])
+    before = snapshot(pg, pg_schema, "runs")
+    ids = [f"a{i:03d}" for i in range(13)] + ["bad"] + [f"b{i:03d}" for i in range(6)]
+    with pytest.raises(psycopg.errors.CheckViolation):
+        load(postgres_dsn, pg_schema, "runs", _batches(ids))
+    assert snapshot(pg, pg_schema, "runs") == before

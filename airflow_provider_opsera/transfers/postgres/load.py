@@ -7,12 +7,14 @@ into the table as the records arrive:
   (nothing can conflict with rows of a table nobody else can see yet), then builds the primary key and
   indexes over the loaded rows: one index build each instead of an index insert per row, and no second copy of
   every row;
-- a load into an existing table (every daily run after the first) collects the records a chunk at a time
-  (:data:`CHUNK_ROWS`), asks the table whether it holds any of the chunk's ids (one index probe per id), and
-  COPYs a chunk of new records straight in; a chunk with any known id goes to a temporary staging table, and
-  after the last record one upsert moves the staged rows in (unchanged rows untouched, no row replaced by an
-  older version). A daily interval's records are new, so its rows are written once, while the API is still
-  answering, instead of twice after the last page.
+- a load into an existing table (every daily run after the first) COPYs the records straight into it as they
+  arrive, a chunk (:data:`CHUNK_ROWS`) under each savepoint, holding the chunk's records until its COPY has
+  succeeded. A chunk holding an id the table (or the chunk) already has fails with a unique violation and is
+  undone to its savepoint; it and every later record go to a temporary staging table, and after the last
+  record one upsert moves the staged rows in (unchanged rows untouched, no row replaced by an older version).
+  A daily interval's records are new, so its rows are written once, while the API is still answering (the
+  server inserts and indexes one chunk's rows while the next ones are fetched), instead of twice after the
+  last page.
 
 A load that finds the lock taken (another load is creating or writing the table) stages every record meanwhile
 and waits for the lock only before its upsert, so concurrent runs still extract in parallel; the lock keeps
@@ -364,7 +366,9 @@ def _chunks(batches: Iterable[list[Record]], size: int) -> Iterator[list[list[Re
 class _Direct:
     """COPYs chunks straight into an existing table (held under this load's lock) while none of their ids is
     there yet: under a savepoint, so a unique violation (a rerun, an overlapping interval) undoes only that
-    chunk, which then goes to staging."""
+    chunk, which then goes to staging. A chunk's rows go to the server as its batches arrive (the server
+    inserts and indexes them while the API is still answering), and its records are held until its COPY
+    has succeeded, to be staged if it did not."""
 
     def __init__(self, load: _Load) -> None:
         self.load = load
@@ -375,25 +379,47 @@ class _Direct:
         self.now: tuple[str, ...] = (str(load.db.rows(q.NOW)[0][0]),)
         self.savepoints = 0
 
-    def copy(self, chunk: list[list[Record]]) -> bool:
-        """COPY the chunk into the table; False (nothing written) if the table holds one of its ids."""
-        db, load = self.load.db, self.load
+    def _write(self, batches: Iterable[list[Record]]) -> None:
+        load = self.load
+        _stream(load.db, load.mapper, self.statement, batches, None, derived=True, extra=self.now)
+
+    def copy(self, source: Iterator[list[Record]]) -> tuple[list[list[Record]], bool]:
+        """COPY the next chunk of ``source`` into the table: the chunk's batches (none: the source is done)
+        and whether they went in (False: nothing of them was written; the table or the chunk itself holds one
+        of their ids)."""
+        db = self.load.db
         if self.savepoints >= MAX_SAVEPOINTS:  # look the ids up first, then COPY without a savepoint
-            if db.rows(self.probe, ([r.id for batch in chunk for r in batch],)):
-                return False
-            _stream(db, load.mapper, self.statement, chunk, None, derived=True, extra=self.now)
-            return True
+            chunk = next(_chunks(source, CHUNK_ROWS), [])
+            ids = [r.id for batch in chunk for r in batch]
+            # An id twice within the chunk would fail this COPY, which no savepoint undoes: stage it instead.
+            if not chunk or len(set(ids)) != len(ids) or db.rows(self.probe, (ids,)):
+                return chunk, not chunk
+            self._write(chunk)
+            return chunk, True
+        first = next(source, None)
+        if first is None:
+            return [], True
+        chunk = [first]
+
+        def rest() -> Iterator[list[Record]]:
+            yield first
+            have = len(first)
+            while have < CHUNK_ROWS and (batch := next(source, None)) is not None:
+                chunk.append(batch)  # held before it is written: a failed COPY stages all it took
+                yield batch
+                have += len(batch)
+
         self.savepoints += 1
         db.run(sql.SQL("SAVEPOINT opsera_chunk"))
         try:
-            _stream(db, load.mapper, self.statement, chunk, None, derived=True, extra=self.now)
+            self._write(rest())
         except Exception as err:
             if _sqlstate(err) != "23505":  # unique_violation
                 raise
             db.run(sql.SQL("ROLLBACK TO SAVEPOINT opsera_chunk"))
-            return False
+            return chunk, False
         db.run(sql.SQL("RELEASE SAVEPOINT opsera_chunk"))
-        return True
+        return chunk, True
 
 
 def _load_into_existing(load: _Load) -> LoadResult:
@@ -402,41 +428,30 @@ def _load_into_existing(load: _Load) -> LoadResult:
     db, mapper, schema, table = load.db, load.mapper, load.schema, load.table
     layout = mapper.layout
     _ensure_table(db, layout, schema, table)  # columns a newer catalogue knows, before any row goes in
-    direct: _Direct | None = _Direct(load)
-    staging: str | None = None
+    direct = _Direct(load)
     copied = staged = 0
     # Records of about a page each: AHEAD_CHUNKS chunks of them may wait while the database is busy. Closed
     # here, not when collected: the reading thread must be gone before the caller closes the source.
     ahead = _read_ahead(load.batches, CHUNK_ROWS, max(1, AHEAD_CHUNKS * CHUNK_ROWS // 1000))
     with contextlib.closing(ahead):  # type: ignore[type-var]
-        for chunk in _chunks(ahead, CHUNK_ROWS):
-            ids = [r.id for batch in chunk for r in batch]
-            if len(set(ids)) != len(ids):
-                raise _came_twice(layout, _first_repeat(ids), schema, table)
-            if direct is not None and direct.copy(chunk):
-                copied += len(ids)
-                if load.on_batch is not None:
-                    for batch in chunk:
-                        load.on_batch(len(batch))
-                continue
-            # A rerun or an overlapping interval: from here on, the upsert decides, row by row.
-            direct = None
-            if staging is None:
-                staging = _staging_table(db, layout)
-            staged += _stream(db, mapper, q.copy_into(layout, staging), chunk, load.on_batch)
-    inserted = updated = 0
-    if staging is not None:
-        inserted, updated, _ = _upsert_staged(load, staging, locked=True, copied=copied)
+        source = iter(ahead)
+        while True:
+            chunk, written = direct.copy(source)
+            if not chunk:  # every record went straight in
+                return LoadResult(rows=copied, inserted=copied, updated=0)
+            if not written:
+                break
+            copied += sum(map(len, chunk))
+            if load.on_batch is not None:
+                for batch in chunk:
+                    load.on_batch(len(batch))
+        # A rerun or an overlapping interval: from here on, the upsert decides, row by row.
+        staging = _staging_table(db, layout)
+        statement = q.copy_into(layout, staging)
+        staged += _stream(db, mapper, statement, chunk, load.on_batch)
+        staged += _stream(db, mapper, statement, source, load.on_batch)
+    inserted, updated, _ = _upsert_staged(load, staging, locked=True, copied=copied)
     return LoadResult(rows=copied + staged, inserted=copied + inserted, updated=updated)
-
-
-def _first_repeat(ids: list[str]) -> str:
-    seen: set[str] = set()
-    for rid in ids:
-        if rid in seen:
-            return rid
-        seen.add(rid)
-    return "?"  # pragma: no cover - called only when there is a repeat
 
 
 def load_records(
