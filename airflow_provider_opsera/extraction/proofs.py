@@ -208,6 +208,15 @@ def _in_span(piece: Piece, records: list[Record]) -> int:
     return sum(1 for r in records if lo <= r.key < hi and (split is None or r.split == split[1]))
 
 
+_new_tuple = tuple.__new__
+
+
+def _passed_on(rec: Record) -> Record:
+    """``rec`` without its payload (what a window remembers of a record it passed on or must not pass on):
+    ``rec._replace(payload=None)``, built the cheap way (this runs once per v2 record)."""
+    return _new_tuple(Record, (rec[0], rec[1], rec[2], None, rec[4]))
+
+
 def _dedupe(records: list[Record]) -> list[Record]:
     """One record per ``_id``, in the order first seen, each the newest version received."""
     kept: dict[str, Record] = {}
@@ -525,8 +534,21 @@ class WindowPagingProof:
         lo, hi = window.piece.lo_key, window.piece.hi_key
         records = _dedupe(page.records)  # two versions within one page: the newest, wherever it stands
         self.stats.duplicates += len(page.records) - len(records)
+        prior, hold = window.prior, window.hold
         for rec in records:
             old = received.get(rec.id)
+            if (
+                old is None and not prior
+            ):  # the common case, first seen in a first window: no version to weigh
+                if hold:
+                    received[rec.id] = rec
+                else:
+                    received[rec.id] = _passed_on(rec)
+                    if lo <= rec.key < hi:
+                        out.append(rec)
+                    else:
+                        self.stats.outside += 1
+                continue
             if old is not None:
                 self.stats.duplicates += 1
                 if not supersedes(rec, old):
@@ -537,11 +559,11 @@ class WindowPagingProof:
             if earlier:
                 if any(supersedes(rec, e) for e in earlier) and lo <= rec.key < hi:
                     raise self._changed(window, rec)
-                received[rec.id] = rec._replace(payload=None)
-            elif window.hold:
+                received[rec.id] = _passed_on(rec)
+            elif hold:
                 received[rec.id] = rec
             else:
-                received[rec.id] = rec._replace(payload=None)
+                received[rec.id] = _passed_on(rec)
                 if lo <= rec.key < hi:
                     out.append(rec)
                 else:
