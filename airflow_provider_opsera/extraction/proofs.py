@@ -537,30 +537,21 @@ class WindowPagingProof:
         prior, hold = window.prior, window.hold
         for rec in records:
             old = received.get(rec.id)
-            if (
-                old is None and not prior
-            ):  # the common case, first seen in a first window: no version to weigh
-                if hold:
-                    received[rec.id] = rec
-                else:
+            # Nearly every record is new to a first window: nothing to weigh, straight to keeping it.
+            if old is not None or prior:
+                if old is not None:
+                    self.stats.duplicates += 1
+                    if not supersedes(rec, old):
+                        continue
+                    if old.payload is None and lo <= rec.key < hi:  # its older version was already passed on
+                        raise self._changed(window, rec)
+                earlier = [p[rec.id] for p in prior if rec.id in p]
+                if earlier:
+                    if any(supersedes(rec, e) for e in earlier) and lo <= rec.key < hi:
+                        raise self._changed(window, rec)
                     received[rec.id] = _passed_on(rec)
-                    if lo <= rec.key < hi:
-                        out.append(rec)
-                    else:
-                        self.stats.outside += 1
-                continue
-            if old is not None:
-                self.stats.duplicates += 1
-                if not supersedes(rec, old):
                     continue
-                if old.payload is None and lo <= rec.key < hi:  # its older version was already passed on
-                    raise self._changed(window, rec)
-            earlier = [p[rec.id] for p in window.prior if rec.id in p]
-            if earlier:
-                if any(supersedes(rec, e) for e in earlier) and lo <= rec.key < hi:
-                    raise self._changed(window, rec)
-                received[rec.id] = _passed_on(rec)
-            elif hold:
+            if hold:
                 received[rec.id] = rec
             else:
                 received[rec.id] = _passed_on(rec)
