@@ -37,3 +37,17 @@ def aws_moto_conn_json(endpoint: str) -> str:
             "extra": {"endpoint_url": endpoint, "region_name": "us-east-1"},
         }
     )
+
+
+def moto_s3_client(endpoint: str) -> Any:
+    """A boto3 S3 client for moto's server at ``endpoint``, with moto's test credentials (no environment
+    needed: for the tests that start Airflow processes rather than use the ``moto_s3`` fixture)."""
+    import boto3
+
+    return boto3.client(
+        "s3",
+        endpoint_url=endpoint,
+        region_name="us-east-1",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )

@@ -25,3 +25,18 @@ def run_day(dag: Any, conf: dict, start: Any, end: Any) -> None:
     run = dag.test(logical_date=end, run_conf=conf)
     assert run.state == DagRunState.SUCCESS
     assert (run.data_interval_start, run.data_interval_end) == (start, end)
+
+
+def asset_events(uri: str) -> list[dict]:
+    """The extras of every asset event recorded for the asset ``uri`` (Airflow's metadata database)."""
+    from airflow.models.asset import AssetEvent, AssetModel
+    from airflow.utils.session import create_session
+    from sqlalchemy import select
+
+    with create_session() as session:
+        query = (
+            select(AssetEvent)
+            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
+            .where(AssetModel.uri == uri)
+        )
+        return [dict(row.extra) for row in session.scalars(query)]

@@ -92,10 +92,9 @@ def _redis_available() -> bool:
 
 @pytest.fixture(scope="module")
 def deployment(request, tmp_path_factory, moto_endpoint):
-    import boto3
     import psycopg
     import redis
-    from connections import aws_moto_conn_json, postgres_conn_json
+    from connections import aws_moto_conn_json, moto_s3_client, postgres_conn_json
     from ui_processes import ManagedProcess, wait_for
     from ui_stack import AIRFLOW, PG_ADMIN_DSN, PG_URL, AirflowStack, scratch_database
 
@@ -120,13 +119,7 @@ def deployment(request, tmp_path_factory, moto_endpoint):
     (policy / "airflow_local_settings.py").write_text(LOCAL_SETTINGS)
 
     bucket = "opsera-cluster-" + secrets.token_hex(4)
-    s3 = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3 = moto_s3_client(moto_endpoint)
     s3.create_bucket(Bucket=bucket)
     schema = "opsera_cluster_" + secrets.token_hex(4)
     with psycopg.connect(TEST_DSN) as conn:
@@ -357,7 +350,7 @@ def _grep(paths, pattern: str) -> list[str]:
 
 # -- the scenario -------------------------------------------------------------------------------------------
 def test_celery_backfill_budget_and_worker_kill(deployment):
-    import boto3
+    from connections import moto_s3_client
 
     stack, sim, workers, bucket, schema, moto_endpoint, started_at, wait_for = deployment
     alive = lambda: list(stack.processes.values())  # noqa: E731
@@ -415,13 +408,7 @@ def test_celery_backfill_budget_and_worker_kill(deployment):
     assert days == [day(i) for i in range(DAYS)], days
     assert sorted(_run_day(r) for r in runs["opsera_logs_to_postgres"]) == days
 
-    s3_client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    s3_client = moto_s3_client(moto_endpoint)
     landed_days = _landed_days(s3_client, bucket)
     assert landed_days == {lt: {d.isoformat() for d in days} for lt in LOG_TYPES}
     s3_records = _check_s3(sim, bucket, days)

@@ -12,7 +12,7 @@ import math
 import pendulum
 import pytest
 from airflow.sdk import ObjectStoragePath
-from dag_runs import load_example_dag, run_day
+from dag_runs import asset_events, load_example_dag, run_day
 
 from airflow_provider_opsera.landing import iter_landed_records, read_manifest
 
@@ -79,20 +79,6 @@ def check_landed(sim, base: str) -> dict[str, list[dict]]:
             records.extend(sorted(landed, key=lambda r: r["_id"]))
         landed_by_type[log_type] = records
     return landed_by_type
-
-
-def asset_events(uri: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri)
-        )
-        return [dict(row.extra) for row in rows]
 
 
 def fewest_requests(log_type: str) -> int:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import pendulum
 import pytest
 from airflow.sdk import ObjectStoragePath
-from dag_runs import load_example_dag, run_day
+from dag_runs import asset_events, load_example_dag, run_day
 
 from airflow_provider_opsera.landing import iter_landed_records, read_manifest
 
@@ -64,20 +64,6 @@ def check_landed(sim, base: str, conn_id: str | None) -> dict[str, int]:
         assert names == {"manifest.json", "_manifests", *(p["name"] for p in manifest["parts"])}, log_type
         counts[log_type] = len(truth)
     return counts
-
-
-def asset_events(uri: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        rows = session.scalars(
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri)
-        )
-        return [dict(row.extra) for row in rows]
 
 
 def test_example_dag_lands_a_day_in_a_local_folder_and_a_rerun_keeps_one_copy(sim, dag, tmp_path):

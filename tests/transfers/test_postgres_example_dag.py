@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pendulum
 import pytest
-from dag_runs import load_example_dag, run_day
+from dag_runs import asset_events, load_example_dag, run_day
 from pg_helpers import FAST, assert_table_is, snapshot
 
 from airflow_provider_opsera import OpseraLogType
@@ -37,20 +37,6 @@ def sim(opsera_simulator, monkeypatch):
 @pytest.fixture
 def dag(airflow_db):
     return load_example_dag("opsera_logs_to_postgres")
-
-
-def asset_events(uri: str) -> list[dict]:
-    from airflow.models.asset import AssetEvent, AssetModel
-    from airflow.utils.session import create_session
-    from sqlalchemy import select
-
-    with create_session() as session:
-        query = (
-            select(AssetEvent)
-            .join(AssetModel, AssetEvent.asset_id == AssetModel.id)
-            .where(AssetModel.uri == uri)
-        )
-        return [dict(row.extra) for row in session.scalars(query)]
 
 
 def test_example_dag_loads_a_day_of_every_log_type_and_a_rerun_changes_nothing(

@@ -165,15 +165,9 @@ class Bucket:
 @pytest.fixture(scope="module")
 def s3_bucket(browser_prerequisites: None, moto_endpoint: str) -> Bucket:
     """The landing bucket on moto's S3 server (``moto_endpoint``, tests/conftest.py)."""
-    import boto3
+    from connections import moto_s3_client
 
-    client = boto3.client(
-        "s3",
-        endpoint_url=moto_endpoint,
-        region_name="us-east-1",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
+    client = moto_s3_client(moto_endpoint)
     client.create_bucket(Bucket=BUCKET)
     return Bucket(BUCKET, client)
 
