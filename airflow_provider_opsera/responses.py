@@ -34,7 +34,12 @@ class Record(NamedTuple):
 def supersedes(new: Record, old: Record) -> bool:
     """Whether ``new`` is a later version of ``old`` (same ``_id``): its ``updatedAt`` is greater. A version
     without a readable ``updatedAt`` never replaces one with it; equal times keep the one seen first."""
-    new_key, old_key = created_key(new.updated), created_key(old.updated)
+    return newer(new.updated, old.updated)
+
+
+def newer(new: str | None, old: str | None) -> bool:
+    """:func:`supersedes` on two ``updatedAt`` texts as the API wrote them (what is kept of a record passed on)."""
+    new_key, old_key = created_key(new), created_key(old)
     return new_key is not None and (old_key is None or new_key > old_key)
 
 

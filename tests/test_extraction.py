@@ -274,3 +274,89 @@ def test_an_id_seen_twice_keeps_its_greatest_updated_at_in_any_order(n, seed, lo
         return
     assert sorted(r.id for r in got) == truth(records, start, end)
     assert all(r.payload["updatedAt"] == newest[r.id] for r in got)
+
+
+# -- a v2 window that streams: what it remembers of the records it passed on ---------------------------------
+def _versioned(n: int) -> list[dict]:
+    return [{**r, "updatedAt": r["createdAt"]} for r in make_records(n, 1, TYPES, 11)]
+
+
+def _with_updated(page: Page) -> Page:
+    return Page(page.count, [r._replace(updated=r.payload["updatedAt"]) for r in page.records])
+
+
+def _newer(record: dict) -> Record:
+    changed = {**record, "updatedAt": "2024-03-02T12:00:00.000Z", "action": "changed"}
+    return Record(
+        changed["_id"], created_key(changed["createdAt"]), changed["type"], changed, changed["updatedAt"]
+    )
+
+
+def _streaming_proof() -> tuple:
+    endpoint = ENDPOINTS[OpseraLogType.AUDIT]
+    # 24 records in pages of 4: more than HOLD_PAGES pages, so the window streams its records as they come.
+    proof = proof_for(endpoint, initial_pieces(endpoint, BASE, BASE.add(days=1), {}), page_size=4)
+    return proof, sorted(_versioned(24), key=lambda r: r["createdAt"])
+
+
+@pytest.mark.parametrize("copy", ["same", "older", "newer"])
+def test_a_streaming_window_weighs_a_later_copy_of_a_record_it_passed_on(copy):
+    """A record passed on from page 1 comes again on the last page: the same or an older version is
+    dropped (yielded once); a newer one cannot be taken back, so the window fails loudly."""
+    proof, records = _streaming_proof()
+    api = FakeAPI(records, cap=1000)
+    first = records[0]
+
+    def fetch(params):
+        page = _with_updated(api.fetch(params))
+        if params["page"] == "6":
+            version = {
+                "same": first,
+                "older": {**first, "updatedAt": "2000-01-01T00:00:00.000Z"},
+                "newer": _newer(first).payload,
+            }[copy]
+            page.records.append(
+                Record(
+                    first["_id"],
+                    created_key(first["createdAt"]),
+                    first["type"],
+                    version,
+                    version["updatedAt"],
+                )
+            )
+        return page
+
+    if copy == "newer":
+        with pytest.raises(OpseraIncompleteResultError, match=f"record {first['_id']} was updated while"):
+            list(drive(proof, fetch))
+        return
+    got = [r for batch in drive(proof, fetch) for r in batch]
+    assert sorted(r.id for r in got) == sorted(r["_id"] for r in records)
+    assert next(r for r in got if r.id == first["_id"]).payload == first
+    assert proof.stats.duplicates == 1 and proof.stats.refetches == 0
+
+
+@pytest.mark.parametrize("copy", ["same", "newer"])
+def test_a_streaming_window_asked_again_does_not_pass_on_twice(copy):
+    """Records moved between a streaming window's pages (one id never came): it is asked for again as smaller
+    windows. What the first round passed on is not yielded again, and a newer version of it in the second
+    round is a loud error, never a stale record kept silently."""
+    proof, records = _streaming_proof()
+    api = FakeAPI(records, cap=1000)
+    lost, first = records[9], records[0]
+
+    def fetch(params):
+        page = _with_updated(api.fetch(params))
+        if api.calls <= 6:  # the first round (6 pages): one record slips between pages
+            page.records = [r for r in page.records if r.id != lost["_id"]]
+        elif copy == "newer":
+            page.records = [_newer(first) if r.id == first["_id"] else r for r in page.records]
+        return page
+
+    if copy == "newer":
+        with pytest.raises(OpseraIncompleteResultError, match=f"record {first['_id']} was updated while"):
+            list(drive(proof, fetch))
+        return
+    got = [r.id for batch in drive(proof, fetch) for r in batch]
+    assert sorted(got) == sorted(r["_id"] for r in records)  # each once, the lost one included
+    assert proof.stats.refetches == 1

@@ -52,7 +52,7 @@ from airflow_provider_opsera.planning import (
     split_minutes,
     windows_for_total,
 )
-from airflow_provider_opsera.responses import Page, Record, supersedes
+from airflow_provider_opsera.responses import Page, Record, newer, supersedes
 from airflow_provider_opsera.timeutils import sort_key
 
 log = logging.getLogger(__name__)
@@ -206,15 +206,6 @@ def _in_span(piece: Piece, records: list[Record]) -> int:
     lo, hi = sort_key(piece.span_start), sort_key(piece.span_end)
     split = piece.split
     return sum(1 for r in records if lo <= r.key < hi and (split is None or r.split == split[1]))
-
-
-_new_tuple = tuple.__new__
-
-
-def _passed_on(rec: Record) -> Record:
-    """``rec`` without its payload (what a window remembers of a record it passed on or must not pass on):
-    ``rec._replace(payload=None)``, built the cheap way (this runs once per v2 record)."""
-    return _new_tuple(Record, (rec[0], rec[1], rec[2], None, rec[4]))
 
 
 def _dedupe(records: list[Record]) -> list[Record]:
@@ -454,11 +445,14 @@ class _Window:
     #: Records per page asked for.
     size: int
     attempt: int = 0
-    #: Records yielded by earlier attempts at this span (ids and versions, no payload): not yielded again.
-    prior: tuple[dict[str, Record], ...] = ()
-    #: Every record received, by id, as the newest version seen: held whole until the window is proven
-    #: complete, or (a streaming window) without its payload, once yielded.
+    #: Records yielded by earlier attempts at this span (id -> ``updatedAt``): not yielded again.
+    prior: tuple[dict[str, str | None], ...] = ()
+    #: Records received and held whole, by id, as the newest version seen, until the window is proven complete.
     received: dict[str, Record] = field(default_factory=dict)
+    #: Records received and passed on (a streaming window), or not to be passed on (yielded by an earlier
+    #: attempt): id -> the newest ``updatedAt`` seen. Only text is kept: a few strings per record, which the
+    #: garbage collector does not track (a tuple per record made its every pass over them slower).
+    passed: dict[str, str | None] = field(default_factory=dict)
     #: Whether the window holds its records until it is proven complete (decided from page 1's total).
     hold: bool = True
     total: int = -1
@@ -469,6 +463,15 @@ class _Window:
     last_full: bool = False
     #: Distinct ids received when a page past the total was last asked for.
     probed: int = 0
+
+    @property
+    def distinct(self) -> int:
+        """Distinct ids received (an id is held or passed on, never both)."""
+        return len(self.received) + len(self.passed)
+
+    def release(self) -> None:
+        """Let the records and ids go: nothing later refers to this window."""
+        self.received, self.passed = {}, {}
 
 
 @dataclass(frozen=True, eq=False)
@@ -491,7 +494,9 @@ class WindowPagingProof:
     def start(self) -> list[Ask]:
         return [self._ask(self._window(piece), 1) for piece in self.pieces]
 
-    def _window(self, piece: Piece, attempt: int = 0, prior: tuple[dict[str, Record], ...] = ()) -> _Window:
+    def _window(
+        self, piece: Piece, attempt: int = 0, prior: tuple[dict[str, str | None], ...] = ()
+    ) -> _Window:
         # A live window's pages are as large as the API allows: the fewer pages, the less can move between them.
         return _Window(piece, self.endpoint.cap if piece.live else self.page_size, attempt, prior)
 
@@ -530,31 +535,37 @@ class WindowPagingProof:
             asks += [self._ask(window, n) for n in range(first_new, pages + 1)]
         if ticket.page >= window.pages:
             window.last_full = len(page.records) >= size
-        received, out = window.received, []
+        received, passed, out = window.received, window.passed, []
         lo, hi = window.piece.lo_key, window.piece.hi_key
         records = _dedupe(page.records)  # two versions within one page: the newest, wherever it stands
         self.stats.duplicates += len(page.records) - len(records)
         prior, hold = window.prior, window.hold
         for rec in records:
-            old = received.get(rec.id)
+            rid = rec.id
+            old = received.get(rid)
+            if old is not None:  # held: keep the newer version
+                self.stats.duplicates += 1
+                if supersedes(rec, old):
+                    received[rid] = rec
+                continue
             # Nearly every record is new to a first window: nothing to weigh, straight to keeping it.
-            if old is not None or prior:
-                if old is not None:
+            if prior or rid in passed:
+                if rid in passed:
                     self.stats.duplicates += 1
-                    if not supersedes(rec, old):
+                    if not newer(rec.updated, passed[rid]):
                         continue
-                    if old.payload is None and lo <= rec.key < hi:  # its older version was already passed on
+                    if lo <= rec.key < hi:  # its older version was already passed on
                         raise self._changed(window, rec)
-                earlier = [p[rec.id] for p in prior if rec.id in p]
+                earlier = [p[rid] for p in prior if rid in p]
                 if earlier:
-                    if any(supersedes(rec, e) for e in earlier) and lo <= rec.key < hi:
+                    if any(newer(rec.updated, e) for e in earlier) and lo <= rec.key < hi:
                         raise self._changed(window, rec)
-                    received[rec.id] = _passed_on(rec)
+                    passed[rid] = rec.updated
                     continue
             if hold:
-                received[rec.id] = rec
+                received[rid] = rec
             else:
-                received[rec.id] = _passed_on(rec)
+                passed[rid] = rec.updated
                 if lo <= rec.key < hi:
                     out.append(rec)
                 else:
@@ -565,9 +576,8 @@ class WindowPagingProof:
         if asks or not window.hold:
             return Step(out, asks)
         # Proven complete: its records, each once, as the newest version received.
-        window.received = {}  # let the records go; nothing later refers to this window
-        fresh = [r for r in received.values() if r.payload is not None]
-        return Step(_in_slice(window.piece, fresh, self.stats), [])
+        window.release()
+        return Step(_in_slice(window.piece, list(received.values()), self.stats), [])
 
     def _changed(self, window: _Window, rec: Record) -> OpseraIncompleteResultError:
         return _incomplete(
@@ -580,15 +590,16 @@ class WindowPagingProof:
         )
 
     def _finish(self, window: _Window) -> list[Ask]:
-        if len(window.received) > window.total and window.last_full and len(window.received) > window.probed:
+        distinct = window.distinct
+        if distinct > window.total and window.last_full and distinct > window.probed:
             # More distinct records than the total, and a full last page: the total under-reports. Ask for
             # the next page, and again only while such pages bring new ids (some servers repeat a page).
-            window.probed = len(window.received)
+            window.probed = distinct
             window.pages += 1
             return [self._ask(window, window.pages)]
-        if len(window.received) >= window.total:
+        if distinct >= window.total:
             if not window.hold:
-                window.received = {}  # let the ids go; nothing later refers to this window
+                window.release()
             return []
         self.stats.refetches += 1
         piece = window.piece
@@ -603,18 +614,18 @@ class WindowPagingProof:
                 self.endpoint,
                 piece,
                 f"the API counts {window.total} records but {window.attempt + 1} rounds of paging returned only "
-                f"{len(window.received)} distinct ones (records kept moving between pages).{live}",
+                f"{distinct} distinct ones (records kept moving between pages).{live}",
             )
         log.info(
             "Records moved between pages of %s %s (%d distinct of %d); fetching it again in smaller windows.",
             self.endpoint.log_type.value,
             piece.describe(),
-            len(window.received),
+            distinct,
             window.total,
         )
         # What a streaming window passed on is not passed on again; a holding one passed on nothing.
-        prior = window.prior if window.hold else (*window.prior, window.received)
-        window.received = {}
+        prior = window.prior if window.hold else (*window.prior, window.passed)
+        window.release()
         parts = windows_for_total(window.total, max(1, window.size // 2))
         subs = split_minutes(piece, parts) if piece.minutes > 1 else [piece]
         attempt = window.attempt + 1
