@@ -50,6 +50,8 @@ def _use_simulator(target: Target) -> None:
 
 
 _IMPORTS = (
+    # The first connection lookup imports Airflow's task-execution machinery (about 70 ms): once per process.
+    "airflow.sdk.execution_time.supervisor",
     "airflow_provider_opsera.hooks.opsera",
     "airflow_provider_opsera.operators.logs",
     "airflow_provider_opsera.transfers.postgres",
