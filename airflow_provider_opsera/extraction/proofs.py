@@ -548,20 +548,18 @@ class WindowPagingProof:
                 if supersedes(rec, old):
                     received[rid] = rec
                 continue
-            # Nearly every record is new to a first window: nothing to weigh, straight to keeping it.
-            if prior or rid in passed:
-                if rid in passed:
-                    self.stats.duplicates += 1
-                    if not newer(rec.updated, passed[rid]):
-                        continue
-                    if lo <= rec.key < hi:  # its older version was already passed on
-                        raise self._changed(window, rec)
-                earlier = [p[rid] for p in prior if rid in p]
-                if earlier:
-                    if any(newer(rec.updated, e) for e in earlier) and lo <= rec.key < hi:
-                        raise self._changed(window, rec)
-                    passed[rid] = rec.updated
+            if rid in passed:
+                self.stats.duplicates += 1
+                if not newer(rec.updated, passed[rid]):
                     continue
+                if lo <= rec.key < hi:  # its older version was already passed on
+                    raise self._changed(window, rec)
+            earlier = [p[rid] for p in prior if rid in p] if prior else None
+            if earlier:
+                if any(newer(rec.updated, e) for e in earlier) and lo <= rec.key < hi:
+                    raise self._changed(window, rec)
+                passed[rid] = rec.updated
+                continue
             if hold:
                 received[rid] = rec
             else:
