@@ -348,6 +348,33 @@ def _grep(paths, pattern: str) -> list[str]:
     return hits
 
 
+def _diagnosis(stack, runs: dict[str, list], tis: dict[str, list]) -> str:
+    """For a run that did not succeed or a task that needed another try: every try's state and the end of its
+    task log, and the scheduler's lines about the run (a CI failure must say why, not only that)."""
+    parts: list[str] = []
+    for dag_id, dag_tis in tis.items():
+        bad_runs = {r["dag_run_id"] for r in runs[dag_id] if r["state"] != "success"}
+        for ti in dag_tis:
+            if ti["state"] == "success" and ti["try_number"] == 1 and ti["dag_run_id"] not in bad_runs:
+                continue
+            run_id, task_id = ti["dag_run_id"], ti["task_id"]
+            path = f"dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/tries"
+            tries = [
+                (t["try_number"], t["state"], t.get("hostname"))
+                for t in stack.api("GET", path)["task_instances"]
+            ]
+            parts.append(f"===== {dag_id} {run_id} {task_id}: state {ti['state']}, tries {tries}")
+            for log in sorted(
+                stack.home.glob(f"logs/dag_id={dag_id}/run_id={run_id}/task_id={task_id}/**/*.log")
+            ):
+                parts.append(f"----- {log.relative_to(stack.home)}")
+                parts.append("\n".join(log.read_text(errors="replace").splitlines()[-40:]))
+        for run_id in sorted(bad_runs):
+            parts.append(f"===== scheduler and worker lines on {run_id}")
+            parts += _grep(list(stack.logs.glob("*.log")), re.escape(run_id))[-40:]
+    return "\n".join(parts)
+
+
 # -- the scenario -------------------------------------------------------------------------------------------
 def test_celery_backfill_budget_and_worker_kill(deployment):
     from connections import moto_s3_client
@@ -393,6 +420,9 @@ def test_celery_backfill_budget_and_worker_kill(deployment):
 
     runs = {dag_id: _runs(stack, dag_id) for dag_id in DAG_FILES}
     tis = {dag_id: _task_instances(stack, dag_id) for dag_id in DAG_FILES}
+    diagnosis = _diagnosis(stack, runs, tis)
+    if diagnosis:
+        print(diagnosis, flush=True)
     for dag_id in DAG_FILES:
         assert {r["state"] for r in runs[dag_id]} == {"success"}, [
             (r["dag_run_id"], r["state"]) for r in runs[dag_id]
