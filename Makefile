@@ -69,7 +69,8 @@ PYTHON310 ?= $(call find_python,3.10)
 PYTHON312 ?= $(call find_python,3.12)
 PYTHON313 ?= $(call find_python,3.13)
 COMPAT_SMOKE := tests/test_imports.py tests/example_dags tests/hooks tests/operators/test_logs.py \
-	tests/operators/test_logs_to_object_storage.py tests/sensors/test_pipeline_sensor.py tests/triggers
+	tests/operators/test_logs_to_object_storage.py tests/operators/test_first_event.py \
+	tests/sensors/test_pipeline_sensor.py tests/triggers
 
 # What a newer Python could change besides the smoke subset: gzip/hashing/JSON of landing, psycopg, the reports.
 COMPAT_PYTHON := tests/test_landing.py tests/test_landing_concurrency.py tests/transfers tests/test_verify.py
