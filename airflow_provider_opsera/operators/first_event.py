@@ -76,9 +76,8 @@ def await_first_event_turn(
         try:
             resolved = lookup.resolves(alias_name, uri)
             running = () if resolved else list(lookup.running())
-        except (
-            Exception
-        ) as exc:  # an Airflow that cannot answer: record the event as if this module did not exist
+        # an Airflow that cannot answer: record the event as if this module did not exist
+        except Exception as exc:
             log.warning(
                 "Could not ask Airflow whether alias %s resolves to %s yet (%s: %s); recording its event now.",
                 alias_name,
