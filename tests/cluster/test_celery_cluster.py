@@ -448,6 +448,9 @@ def test_celery_backfill_budget_and_worker_kill(deployment):
         r"deadlock|UniqueViolation",
     )
     assert not deadlocks, deadlocks
+    task_logs = list((stack.home / "logs").glob("**/*.log"))
+    first_events = len(_grep(task_logs, r"First asset event of alias"))
+    alias_waits = len(_grep(task_logs, r"Waiting for run .* to record the first asset event"))
     bound = POOL_SLOTS * CONCURRENCY
     assert 0 < in_flight <= bound, f"{in_flight} requests in flight at once; the budget is {bound}"
 
@@ -516,6 +519,8 @@ def test_celery_backfill_budget_and_worker_kill(deployment):
         f"{survivor.name} {recovery_seconds:.0f} s after the kill; the day's folder exact afterwards "
         f"({kill_records:,} records, verified against its manifest, no duplicate)\n"
         f"test time       : {time.monotonic() - started_at:.0f} s wall, deployment start and checks included\n"
+        f"alias events    : {first_events} first events of an alias recorded, {alias_waits} tasks waited their "
+        "turn for one (operators/first_event.py)\n"
         "deadlocks       : none in worker or task logs\n"
         "===================================",
         flush=True,
