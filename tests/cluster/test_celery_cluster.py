@@ -449,7 +449,7 @@ def test_celery_backfill_budget_and_worker_kill(deployment):
     )
     assert not deadlocks, deadlocks
     task_logs = list((stack.home / "logs").glob("**/*.log"))
-    first_events = len(_grep(task_logs, r"First asset event of alias"))
+    first_events = len(_grep(task_logs, r"First asset event of alias .*: recorded by this run"))
     alias_waits = len(_grep(task_logs, r"Waiting for run .* to record the first asset event"))
     bound = POOL_SLOTS * CONCURRENCY
     assert 0 < in_flight <= bound, f"{in_flight} requests in flight at once; the budget is {bound}"
