@@ -98,6 +98,7 @@ def await_first_event_turn(
                     lookup.mine[0],
                 )
             return waited
+        ahead = min(set(running) - {lookup.mine})  # the instance whose event this one waits for
         if clock() >= deadline:
             log.warning(
                 "Alias %s still does not resolve to %s after %.0f s of waiting for %s to record its first event; "
@@ -105,14 +106,14 @@ def await_first_event_turn(
                 alias_name,
                 uri,
                 timeout,
-                min(set(running) - {lookup.mine}),
+                ahead,
             )
             return waited
         if not waited:
             log.info(
                 "Waiting for run %s to record the first asset event of alias %s for %s: Airflow cannot record "
                 "two first events of an alias at once (at most %.0f s).",
-                min(set(running) - {lookup.mine})[0],
+                ahead[0],
                 alias_name,
                 uri,
                 timeout,
