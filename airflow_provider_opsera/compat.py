@@ -81,6 +81,33 @@ def copy_expert(cursor: Any, statement: str, file: Any) -> None:
         raise
 
 
+def alias_asset_uris(alias_name: str) -> set[str]:
+    """The URIs of the assets the ``AssetAlias`` named ``alias_name`` resolves to, asked from inside a task's
+    process (a worker's, or ``dag.test()``'s) through the task SDK's channel to Airflow.
+
+    Airflow 3.3 answers the question itself (``GetAssetsByAlias``); before it, the alias's events name the
+    assets it resolves to. Whatever else Airflow answers (an ``ErrorResponse``) raises ``RuntimeError``.
+    """
+    from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS  # set in a task's process only
+
+    try:
+        from airflow.sdk.execution_time.comms import GetAssetsByAlias
+    except ImportError:  # Airflow 3.0 to 3.2
+        from airflow.sdk.execution_time.comms import GetAssetEventByAssetAlias
+
+        events = SUPERVISOR_COMMS.send(GetAssetEventByAssetAlias(alias_name=alias_name))
+        return {event.asset.uri for event in _field(events, "asset_events")}
+    assets = SUPERVISOR_COMMS.send(GetAssetsByAlias(alias_name=alias_name))
+    return {asset.uri for asset in _field(assets, "assets")}
+
+
+def _field(response: Any, name: str) -> Any:
+    """``response.<name>``, or a clear error for whatever else Airflow answered."""
+    if not hasattr(response, name):
+        raise RuntimeError(f"Airflow answered {response!r}")
+    return getattr(response, name)
+
+
 __all__ = [
     "AirflowException",
     "AirflowFailException",
@@ -90,6 +117,7 @@ __all__ = [
     "BaseEventTrigger",
     "BaseHook",
     "DateTimeTrigger",
+    "alias_asset_uris",
     "conf",
     "copy_expert",
 ]

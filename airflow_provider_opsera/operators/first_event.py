@@ -26,6 +26,8 @@ import time
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol
 
+from airflow_provider_opsera.compat import alias_asset_uris
+
 FIRST_EVENT_TIMEOUT = 300.0
 FIRST_EVENT_POLL = 2.0
 
@@ -140,18 +142,7 @@ class TaskSdkLookup:
     def resolves(self, alias_name: str, uri: str) -> bool:
         if self._ti is None:
             raise RuntimeError("the task's context has no task instance")
-        # set in a task's process (a worker's, or dag.test()'s) only
-        from airflow.sdk.execution_time.task_runner import SUPERVISOR_COMMS
-
-        try:
-            from airflow.sdk.execution_time.comms import GetAssetsByAlias
-        except ImportError:  # Airflow before 3.3: the alias's events name the assets it resolves to
-            from airflow.sdk.execution_time.comms import GetAssetEventByAssetAlias
-
-            events = SUPERVISOR_COMMS.send(GetAssetEventByAssetAlias(alias_name=alias_name))
-            return any(event.asset.uri == uri for event in _field(events, "asset_events"))
-        assets = SUPERVISOR_COMMS.send(GetAssetsByAlias(alias_name=alias_name))
-        return any(asset.uri == uri for asset in _field(assets, "assets"))
+        return uri in alias_asset_uris(alias_name)
 
     def running(self) -> list[InstanceKey]:
         assert self._ti is not None  # resolves() asked first
@@ -162,10 +153,3 @@ class TaskSdkLookup:
             for key, state in by_task.items()
             if str(getattr(state, "value", state)) == "running"
         ]
-
-
-def _field(response: Any, name: str) -> Any:
-    """``response.<name>``, or a clear error for whatever else Airflow answered (an ``ErrorResponse``)."""
-    if not hasattr(response, name):
-        raise RuntimeError(f"Airflow answered {response!r}")
-    return getattr(response, name)
