@@ -42,7 +42,7 @@ from airflow_provider_opsera.catalogue import OpseraLogType, endpoint_for, valid
 from airflow_provider_opsera.compat import AirflowFailException, DateTimeTrigger, conf
 from airflow_provider_opsera.connection import DEFAULT_API_URL, DEFAULT_CONN_ID
 from airflow_provider_opsera.hooks.opsera import OpseraHook
-from airflow_provider_opsera.operators import first_event, outlets
+from airflow_provider_opsera.operators import outlets
 from airflow_provider_opsera.operators.rendering import blank_to_none, rendered_filters, rendered_interval
 from airflow_provider_opsera.progress import Progress
 
@@ -374,14 +374,9 @@ class OpseraExtractOperator(BaseOperator):
         return AssetAlias(name=outlets.alias_name(dag_id, self.task_id))
 
     def _emit_asset_event(self, context: Context, asset: Asset, extra: dict[str, Any]) -> None:
-        """Record this run's asset event for ``asset`` through the declared outlet. Through an alias, the
-        alias's first event for an asset waits its turn (:mod:`~airflow_provider_opsera.operators.first_event`)."""
-        if self._outlet is None:
-            return
-        if isinstance(self._outlet, AssetAlias):
-            lookup = first_event.TaskSdkLookup(context)
-            first_event.await_first_event_turn(lookup, self._outlet.name, asset.uri, self.log)
-        outlets.record(context, self._outlet, asset, extra)
+        """Record this run's asset event for ``asset`` through the declared outlet."""
+        if self._outlet is not None:
+            outlets.record(context, self._outlet, asset, extra, self.log)
 
     # -- lineage -------------------------------------------------------------------------------------------
     def _set_lineage_output(self, output: LineageOutput) -> None:

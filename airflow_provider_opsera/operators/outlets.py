@@ -24,6 +24,8 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import Asset, AssetAlias
 
+from airflow_provider_opsera.operators import first_event
+
 _TEMPLATE = re.compile(r"\{\{|\{%")
 
 
@@ -79,9 +81,11 @@ def resolve(outlet: Asset | AssetAlias, rendered_root: str, rendered_folder: str
     return Asset(uri=root_uri)
 
 
-def record(context: Any, outlet: Asset | AssetAlias, asset: Asset, extra: dict[str, Any]) -> None:
-    """Record this run's asset event for ``asset`` through ``outlet`` (that asset itself, or an alias)."""
+def record(context: Any, outlet: Asset | AssetAlias, asset: Asset, extra: dict[str, Any], log: Any) -> None:
+    """Record this run's asset event for ``asset`` through ``outlet`` (that asset itself, or an alias). Through
+    an alias, the alias's first event for an asset waits its turn (:mod:`.first_event`)."""
     if isinstance(outlet, Asset):
         context["outlet_events"][outlet].extra = extra
     else:
+        first_event.await_first_event_turn(first_event.TaskSdkLookup(context), outlet.name, asset.uri, log)
         context["outlet_events"][outlet].add(asset, extra=extra)
